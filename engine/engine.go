@@ -9,9 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,14 +47,14 @@ type Config struct {
 	Senders map[channels.Kind]Sender
 	// Utility is the sender's name and contacts for the templates.
 	Utility campaigns.Utility
-	// Workers process batches in parallel; each customer always goes to
-	// the same worker, so a customer's events are processed in order.
-	// Default 4.
+	// Workers is how many batches are in flight at once (being decided,
+	// dispatched or recorded). A customer is in at most one batch at a
+	// time, so a customer's events are processed in order. Default 4.
 	Workers int
-	// BatchSize is the most events one batch holds; default 256.
+	// BatchSize is the most events one batch holds; default 500.
 	BatchSize int
-	// Linger is how long a worker waits to fill a batch after its first
-	// event; default 5 ms.
+	// Linger is how long the batcher waits to fill a batch after its first
+	// event when a worker is free; default 5 ms.
 	Linger time.Duration
 	// AckWait must equal the consumer's AckWait; a message found still
 	// "sending" after it is taken as interrupted by a crash. Default 30 s.
@@ -91,7 +89,7 @@ func (c *Config) validate() error {
 		c.Workers = 4
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 256
+		c.BatchSize = 500
 	}
 	if c.Linger <= 0 {
 		c.Linger = 5 * time.Millisecond
@@ -124,9 +122,7 @@ type Engine struct {
 	sem  map[channels.Kind]chan struct{}
 	iter jetstream.MessagesContext
 
-	work    []chan item
-	wg      sync.WaitGroup // workers
-	pumpWG  sync.WaitGroup
+	in      chan item
 	cancel  context.CancelFunc
 	stopped chan struct{}
 }
@@ -137,6 +133,14 @@ type item struct {
 	meta *jetstream.MsgMetadata
 	ev   events.Event
 	bad  *events.FieldError // the stored bytes are not a valid event
+}
+
+// customer is the serialisation key of an item.
+func (it *item) customer() string {
+	if it.bad != nil {
+		return ""
+	}
+	return it.ev.Subject
 }
 
 // New validates cfg and returns an engine; Start runs it.
@@ -162,20 +166,10 @@ func (e *Engine) Start(ctx context.Context) error {
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel = cancel
 	e.stopped = make(chan struct{})
-	e.work = make([]chan item, e.cfg.Workers)
-	for i := range e.work {
-		e.work[i] = make(chan item, e.cfg.BatchSize*2)
-		e.wg.Add(1)
-		go e.worker(pctx, e.work[i])
-	}
-	e.pumpWG.Add(1)
+	e.in = make(chan item, e.cfg.BatchSize)
 	go e.pump()
 	go func() {
-		e.pumpWG.Wait()
-		for _, ch := range e.work {
-			close(ch)
-		}
-		e.wg.Wait()
+		e.batch(pctx)
 		close(e.stopped)
 	}()
 	e.log.LogAttrs(ctx, slog.LevelInfo, "engine started", slog.Int("workers", e.cfg.Workers), slog.Int("batch", e.cfg.BatchSize))
@@ -202,9 +196,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 	}
 }
 
-// pump reads the consumer and routes each event to its customer's worker.
+// pump reads the consumer and parses each event.
 func (e *Engine) pump() {
-	defer e.pumpWG.Done()
+	defer close(e.in)
 	for {
 		msg, err := e.iter.Next()
 		if err != nil {
@@ -216,49 +210,142 @@ func (e *Engine) pump() {
 		}
 		it := item{msg: msg}
 		it.meta, _ = msg.Metadata()
-		ev, ferr := events.Parse(0, msg.Data())
-		it.ev, it.bad = ev, ferr
-		w := 0
-		if ferr == nil {
-			h := fnv.New32a()
-			h.Write([]byte(ev.Subject))
-			w = int(h.Sum32() % uint32(len(e.work)))
-		}
-		e.work[w] <- it
+		it.ev, it.bad = events.Parse(0, msg.Data())
+		e.in <- it
 	}
 }
 
-// worker forms batches from its queue and processes them one at a time.
-func (e *Engine) worker(ctx context.Context, in <-chan item) {
-	defer e.wg.Done()
-	batch := make([]item, 0, e.cfg.BatchSize)
-	timer := time.NewTimer(time.Hour)
+// batch forms batches and runs up to Workers of them at once. A customer
+// with an event in flight has later events held back until it completes,
+// in arrival order, so one customer's events never overtake each other.
+func (e *Engine) batch(ctx context.Context) {
+	var (
+		held     []item             // events waiting for their customer
+		heldBy   = map[string]int{} // held events per customer
+		inflight = map[string]bool{}
+		free     = e.cfg.Workers
+		done     = make(chan []string, e.cfg.Workers)
+		in       = e.in
+		timer    = time.NewTimer(time.Hour)
+	)
 	timer.Stop()
+	release := func(custs []string) {
+		for _, c := range custs {
+			delete(inflight, c)
+		}
+		free++
+	}
 	for {
-		first, ok := <-in
-		if !ok {
-			return
-		}
-		batch = append(batch[:0], first)
-		timer.Reset(e.cfg.Linger)
-	fill:
-		for len(batch) < e.cfg.BatchSize {
+		for drained := false; !drained; {
 			select {
-			case it, ok := <-in:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, it)
-			case <-timer.C:
-				break fill
-			}
-		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
+			case c := <-done:
+				release(c)
 			default:
+				drained = true
 			}
 		}
-		e.process(ctx, batch)
+		if in == nil && len(held) == 0 && free == e.cfg.Workers {
+			return // drained and idle
+		}
+		if free == 0 || (in == nil && len(held) > 0) {
+			if free == e.cfg.Workers && in == nil {
+				// Held customers are all free now; take them below.
+			} else {
+				release(<-done)
+				continue
+			}
+		}
+
+		b := make([]item, 0, min(e.cfg.BatchSize, 64))
+		inBatch := map[string]bool{}
+		// Held events whose customer is free go first, in order.
+		if len(held) > 0 {
+			keep := held[:0]
+			skipped := map[string]bool{}
+			for _, it := range held {
+				c := it.customer()
+				if len(b) < e.cfg.BatchSize && !skipped[c] && !inflight[c] && !inBatch[c] {
+					if heldBy[c]--; heldBy[c] == 0 {
+						delete(heldBy, c)
+					}
+					inBatch[c] = true
+					b = append(b, it)
+					continue
+				}
+				skipped[c] = true
+				keep = append(keep, it)
+			}
+			clear(held[len(keep):])
+			held = keep
+		}
+		place := func(it item) {
+			c := it.customer()
+			if c == "" {
+				b = append(b, it) // unparseable: no customer to order by
+				return
+			}
+			if inflight[c] || inBatch[c] || heldBy[c] > 0 {
+				held = append(held, it)
+				heldBy[c]++
+				return
+			}
+			inBatch[c] = true
+			b = append(b, it)
+		}
+		if in != nil && len(held) < 4*e.cfg.BatchSize {
+			if len(b) == 0 {
+				select {
+				case it, ok := <-in:
+					if !ok {
+						in = nil
+						continue
+					}
+					place(it)
+				case c := <-done:
+					release(c)
+					continue
+				}
+			}
+			if len(b) > 0 {
+				timer.Reset(e.cfg.Linger)
+			linger:
+				for len(b) < e.cfg.BatchSize && len(held) < 4*e.cfg.BatchSize {
+					select {
+					case it, ok := <-in:
+						if !ok {
+							in = nil
+							break linger
+						}
+						place(it)
+					case c := <-done:
+						release(c)
+					case <-timer.C:
+						break linger
+					}
+				}
+				if !timer.Stop() {
+					select {
+					case <-timer.C:
+					default:
+					}
+				}
+			}
+		}
+		if len(b) == 0 {
+			if len(held) >= 4*e.cfg.BatchSize && free < e.cfg.Workers {
+				release(<-done) // backpressure: wait for a batch to finish
+			}
+			continue
+		}
+		custs := make([]string, 0, len(inBatch))
+		for c := range inBatch {
+			inflight[c] = true
+			custs = append(custs, c)
+		}
+		free--
+		go func(b []item) {
+			e.process(ctx, b)
+			done <- custs
+		}(b)
 	}
 }

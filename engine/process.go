@@ -27,9 +27,10 @@ type plan struct {
 
 // dispatch is one message to hand off.
 type dispatch struct {
-	msg     channels.Message
-	outcome journal.Outcome
-	done    bool // outcome known (not cancelled mid-send)
+	decision uuid.UUID
+	msg      channels.Message
+	outcome  journal.Outcome
+	done     bool // outcome known (not cancelled mid-send)
 }
 
 // process runs one batch through the pipeline. Errors of the infrastructure
@@ -38,36 +39,20 @@ type dispatch struct {
 func (e *Engine) process(ctx context.Context, batch []item) {
 	now := e.cfg.Now()
 	plans := make([]*plan, 0, len(batch))
-	ids := make([]string, 0, len(batch))
 	for i := range batch {
-		it := &batch[i]
-		p := &plan{it: it}
-		plans = append(plans, p)
-		if it.bad != nil {
-			p.deadMsg = "invalid event: " + it.bad.Error()
-			continue
+		p := &plan{it: &batch[i]}
+		if p.it.bad != nil {
+			p.deadMsg = "invalid event: " + p.it.bad.Error()
 		}
-		ids = append(ids, it.ev.ID)
+		plans = append(plans, p)
 	}
 
-	prior, err := e.cfg.Journal.Prior(ctx, ids)
-	if err != nil {
-		e.retryLater(ctx, plans, err)
-		return
-	}
-
-	// Customers to load: events not yet done that some campaign wants.
+	// Customers to load: those some campaign wants to talk to.
 	var custIDs []string
 	seenCust := map[string]bool{}
 	for _, p := range plans {
-		if p.deadMsg != "" {
-			continue
-		}
 		ev := &p.it.ev
-		if prior.Done[ev.ID] {
-			continue
-		}
-		if len(e.cfg.Campaigns.Match(ev.Type)) > 0 && !seenCust[ev.Subject] {
+		if p.deadMsg == "" && len(e.cfg.Campaigns.Match(ev.Type)) > 0 && !seenCust[ev.Subject] {
 			seenCust[ev.Subject] = true
 			custIDs = append(custIDs, ev.Subject)
 		}
@@ -80,16 +65,13 @@ func (e *Engine) process(ctx context.Context, batch []item) {
 
 	var decisions []journal.Decision
 	var messages []journal.Message
-	var outs []journal.Outcome // interrupted prior messages
 	pending := map[uuid.UUID]*dispatch{}
+	planOf := map[uuid.UUID]*plan{} // decision → its event
 	for _, p := range plans {
 		if p.deadMsg != "" {
 			continue
 		}
 		ev := &p.it.ev
-		if prior.Done[ev.ID] {
-			continue // a previous delivery finished it; just ack
-		}
 		rec := &journal.EventRecord{ID: ev.ID, Type: ev.Type, Source: ev.Source, Subject: ev.Subject,
 			OccurredAt: ev.Time, StoredAt: now, Data: ev.Data}
 		if p.it.meta != nil {
@@ -99,38 +81,22 @@ func (e *Engine) process(ctx context.Context, batch []item) {
 				continue
 			}
 		}
-		p.record = rec
 		cs := e.cfg.Campaigns.Match(ev.Type)
 		if len(cs) == 0 {
-			rec.Outcome = journal.OutcomeNoCampaign
+			rec.Outcome, p.record = journal.OutcomeNoCampaign, rec
 			continue
 		}
 		prof := profs[ev.Subject]
 		if prof == nil {
-			p.record, p.deadMsg = nil, "unknown customer "+ev.Subject
+			p.deadMsg = "unknown customer " + ev.Subject
 			continue
 		}
 		var evDecisions []journal.Decision
 		var evMessages []journal.Message
-		evPending := map[uuid.UUID]*dispatch{}
 		var ids []string
 		for _, c := range cs {
 			ids = append(ids, c.ID)
 			did := journal.DecisionID(ev.ID, c.ID, prof.ID)
-			if pms, ok := prior.Decisions[did]; ok {
-				for _, pm := range pms {
-					if pm.Status != journal.StatusSending {
-						continue
-					}
-					if now.Sub(pm.CreatedAt) < e.cfg.AckWait {
-						p.defer_ = true // still in flight elsewhere
-						continue
-					}
-					outs = append(outs, journal.Outcome{MessageID: pm.ID, Status: journal.StatusInterrupted,
-						Error: "hand-off interrupted by a stop or crash; not resent, so the customer gets it at most once"})
-				}
-				continue
-			}
 			d, m, disp, err := e.decide(c, prof, p.it, did, now)
 			if err != nil {
 				p.deadMsg = err.Error()
@@ -139,23 +105,17 @@ func (e *Engine) process(ctx context.Context, batch []item) {
 			evDecisions = append(evDecisions, d)
 			if m != nil {
 				evMessages = append(evMessages, *m)
-				evPending[m.ID] = disp
+				pending[m.ID] = disp
 			}
+			planOf[did] = p
 		}
 		if p.deadMsg != "" {
-			p.record = nil
-			continue
-		}
-		if p.defer_ {
-			p.record = nil
 			continue
 		}
 		rec.Outcome, rec.Detail = journal.OutcomeProcessed, "campaigns: "+strings.Join(ids, ", ")
+		p.record = rec
 		decisions = append(decisions, evDecisions...)
 		messages = append(messages, evMessages...)
-		for k, v := range evPending {
-			pending[k] = v
-		}
 	}
 
 	// Dead letters first: once on the DEADLETTER stream, the event is kept.
@@ -183,26 +143,56 @@ func (e *Engine) process(ctx context.Context, batch []item) {
 		return
 	}
 
-	stopKeepAlive := e.keepAlive(plans)
-	e.dispatchAll(ctx, pending, claimed)
-	stopKeepAlive()
-
-	var records []journal.EventRecord
-	for _, p := range plans {
-		if p.record != nil && !p.defer_ {
-			records = append(records, *p.record)
+	// Decisions that existed already: an earlier delivery of the event got
+	// that far. Its messages are never sent again; one still without outcome
+	// is either in flight elsewhere (wait) or was cut short by a crash
+	// (record it as interrupted).
+	var outs []journal.Outcome
+	var priorIDs []uuid.UUID
+	for did := range planOf {
+		if !claimed.Decisions[did] {
+			priorIDs = append(priorIDs, did)
 		}
 	}
-	cancelled := false
+	if len(priorIDs) > 0 {
+		prior, err := e.cfg.Journal.PriorMessages(ctx, priorIDs)
+		if err != nil {
+			e.retryLater(ctx, plans, err)
+			return
+		}
+		for _, pm := range prior {
+			if pm.Status != journal.StatusSending {
+				continue
+			}
+			if now.Sub(pm.CreatedAt) < e.cfg.AckWait {
+				planOf[pm.DecisionID].defer_ = true
+				continue
+			}
+			outs = append(outs, journal.Outcome{MessageID: pm.ID, Status: journal.StatusInterrupted,
+				Error: "hand-off interrupted by a stop or crash; not resent, so the customer gets it at most once"})
+		}
+	}
+
+	stopKeepAlive := e.keepAlive(plans)
+	e.dispatchAll(ctx, pending, claimed.Messages)
+	stopKeepAlive()
+
+	cut := map[*plan]bool{} // events with a hand-off cut short by a hard stop
 	for id, d := range pending {
-		if !claimed[id] {
+		if !claimed.Messages[id] {
 			continue
 		}
 		if !d.done {
-			cancelled = true // hand-off cut short: leave it "sending", do not ack
+			cut[planOf[d.decision]] = true
 			continue
 		}
 		outs = append(outs, d.outcome)
+	}
+	var records []journal.EventRecord
+	for _, p := range plans {
+		if p.record != nil && !p.defer_ && !cut[p] {
+			records = append(records, *p.record)
+		}
 	}
 	if err := e.complete(ctx, outs, records); err != nil {
 		e.retryLater(ctx, plans, err)
@@ -210,13 +200,13 @@ func (e *Engine) process(ctx context.Context, batch []item) {
 	}
 	for _, p := range plans {
 		switch {
+		case cut[p]:
+			// Stopping hard: leave it unacked; the redelivery records the
+			// cut-short hand-off as interrupted.
 		case p.defer_:
 			if err := p.it.msg.NakWithDelay(e.cfg.AckWait / 2); err != nil {
 				e.log.LogAttrs(ctx, slog.LevelWarn, "nak failed", slog.Any("error", err))
 			}
-		case cancelled && p.record != nil && p.record.Outcome == journal.OutcomeProcessed && ctx.Err() != nil:
-			// Shutting down hard: leave unacked, redelivery marks the cut-short
-			// hand-offs interrupted.
 		default:
 			if err := p.it.msg.Ack(); err != nil {
 				e.log.LogAttrs(ctx, slog.LevelWarn, "ack failed; the event will be redelivered and recognised", slog.Any("error", err))
@@ -245,7 +235,7 @@ func (e *Engine) decide(c *campaigns.Campaign, prof *profiles.Profile, it *item,
 	mid := journal.MessageID(did, d.Channel)
 	m := &journal.Message{ID: mid, DecisionID: did, Channel: d.Channel, Address: choice.Address,
 		Subject: r.Subject, Text: r.Text, HTML: r.HTML, CreatedAt: now}
-	disp := &dispatch{msg: channels.Message{Key: mid.String(), Channel: choice.Channel, To: choice.Address,
+	disp := &dispatch{decision: did, msg: channels.Message{Key: mid.String(), Channel: choice.Channel, To: choice.Address,
 		ToName: strings.TrimSpace(prof.FirstName + " " + prof.LastName), Subject: r.Subject, Text: r.Text, HTML: r.HTML,
 		ContentSID: r.ContentSID, ContentVariables: r.ContentVariables, Marketing: c.Purpose == profiles.PurposeMarketing}}
 	disp.outcome.MessageID = mid

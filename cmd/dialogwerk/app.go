@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -40,6 +41,7 @@ type app struct {
 	emailS   *email.Sender
 	twilioS  *twilio.Sender
 	http     *http.Server
+	debug    *http.Server
 	addr     string
 	store    *profiles.Store
 	journal  *journal.Journal
@@ -219,6 +221,18 @@ func startApp(ctx context.Context, cfg *config, log *slog.Logger) (_ *app, err e
 			log.Error("http server stopped", slog.Any("error", err))
 		}
 	}()
+	if cfg.DebugListen != "" {
+		dm := http.NewServeMux()
+		dm.HandleFunc("/debug/pprof/", pprof.Index)
+		dm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		dm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		dm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		dm.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		dm.Handle("/debug/pprof/heap", pprof.Handler("heap"))
+		dm.Handle("/debug/pprof/allocs", pprof.Handler("allocs"))
+		a.debug = &http.Server{Addr: cfg.DebugListen, Handler: dm, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = a.debug.ListenAndServe() }()
+	}
 	log.InfoContext(ctx, "dialogwerk serving", slog.String("http", "http://"+a.addr), slog.Int("campaigns", len(set.All())))
 	return a, nil
 }
@@ -241,6 +255,9 @@ func (a *app) stop(ctx context.Context) {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_ = a.http.Shutdown(sctx)
 		cancel()
+	}
+	if a.debug != nil {
+		_ = a.debug.Close()
 	}
 	if a.engine != nil {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)

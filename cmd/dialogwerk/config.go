@@ -18,6 +18,8 @@ type config struct {
 	Listen   string
 	Tenant   string
 	LogLevel string
+	// DebugListen serves /debug/pprof when set.
+	DebugListen string
 
 	NATSURL        string
 	NATSListen     string
@@ -70,6 +72,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	str(&c.Listen, "listen", "127.0.0.1:8080", "HTTP address for the webhook and the read API")
 	str(&c.Tenant, "tenant", "musterstadt", "utility this deployment serves (one NATS subject token)")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	str(&c.DebugListen, "debug-listen", "", "host:port serving Go's /debug/pprof profiles; empty: off")
 
 	str(&c.NATSURL, "nats-url", "", "external NATS server/cluster URL(s); empty runs an embedded nats-server")
 	str(&c.NATSListen, "nats-listen", "", "host:port where the embedded NATS server accepts outside clients; empty: in-process only")

@@ -201,11 +201,11 @@ func summarize(ctx context.Context, a *app) (demoSummary, error) {
 	var s demoSummary
 	err := a.pool.QueryRow(ctx, `SELECT
 	(SELECT count(*) FROM events),
-	(SELECT count(*) FROM messages WHERE channel = 'email' AND status = 'sent'),
-	(SELECT count(*) FROM messages WHERE channel = 'sms' AND status = 'sent'),
-	(SELECT count(*) FROM messages WHERE channel = 'whatsapp' AND status = 'sent'),
+	(SELECT count(*) FROM messages m JOIN dispatches x ON x.message_id = m.id WHERE m.channel = 'email' AND x.status = 'sent'),
+	(SELECT count(*) FROM messages m JOIN dispatches x ON x.message_id = m.id WHERE m.channel = 'sms' AND x.status = 'sent'),
+	(SELECT count(*) FROM messages m JOIN dispatches x ON x.message_id = m.id WHERE m.channel = 'whatsapp' AND x.status = 'sent'),
 	(SELECT count(*) FROM decisions WHERE NOT send),
-	(SELECT count(*) FROM messages WHERE status IN ('failed', 'interrupted'))`).Scan(
+	(SELECT count(*) FROM dispatches WHERE status IN ('failed', 'interrupted'))`).Scan(
 		&s.Events, &s.Emails, &s.SMS, &s.WhatsApp, &s.Suppressed, &s.Failed)
 	if err != nil {
 		return s, fmt.Errorf("demo: summarising: %w", err)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -24,7 +24,7 @@ const (
 
 // Message statuses.
 const (
-	StatusSending     = "sending"     // claimed, handed to the provider
+	StatusSending     = "sending"     // claimed, being handed to the provider (no dispatch row yet)
 	StatusSent        = "sent"        // the provider accepted it
 	StatusFailed      = "failed"      // permanently failed (or retries exhausted)
 	StatusInterrupted = "interrupted" // a crash hit during hand-off; not resent (at most once)
@@ -110,217 +110,196 @@ type Journal struct {
 // New returns a journal on pool.
 func New(pool *pgxpool.Pool) *Journal { return &Journal{pool: pool} }
 
-// PriorMessage is a message already in the journal for a redelivered event.
+// PriorMessage is a message an earlier delivery of the same event recorded.
 type PriorMessage struct {
-	ID        uuid.UUID
+	ID         uuid.UUID
+	DecisionID uuid.UUID
+	// Status is the dispatch status, or StatusSending when the message has
+	// no dispatch row yet.
 	Status    string
 	CreatedAt time.Time
 }
 
-// Prior is what the journal already holds for a set of events.
-type Prior struct {
-	// Done holds events that already have their final outcome row (a
-	// dead-lettered event is not done: a replay processes it again).
-	Done map[string]bool
-	// Decisions holds the decisions already recorded, with their messages.
-	Decisions map[uuid.UUID][]PriorMessage
+// Claimed says which rows a Claim inserted.
+type Claimed struct {
+	// Decisions newly recorded; a decision not in here existed before (the
+	// event was delivered before) and its messages must not be sent again.
+	Decisions map[uuid.UUID]bool
+	// Messages newly recorded: only these may be dispatched.
+	Messages map[uuid.UUID]bool
 }
 
-// Prior loads what is already recorded for eventIDs (normally nothing; on a
-// redelivery, what the previous attempt got to).
-func (j *Journal) Prior(ctx context.Context, eventIDs []string) (Prior, error) {
-	p := Prior{Done: map[string]bool{}, Decisions: map[uuid.UUID][]PriorMessage{}}
-	if len(eventIDs) == 0 {
-		return p, nil
+// Claim records decisions and their messages in one statement (one
+// transaction). A message is only inserted together with its decision; rows
+// that exist already are left alone.
+func (j *Journal) Claim(ctx context.Context, ds []Decision, ms []Message) (Claimed, error) {
+	c := Claimed{Decisions: make(map[uuid.UUID]bool, len(ds)), Messages: make(map[uuid.UUID]bool, len(ms))}
+	if len(ds) == 0 {
+		return c, nil
 	}
-	b := &pgx.Batch{}
-	b.Queue(`SELECT id FROM events WHERE id = ANY($1) AND outcome <> 'dead_letter'`, eventIDs)
-	b.Queue(`SELECT d.id, m.id, m.status, m.created_at FROM decisions d
-LEFT JOIN messages m ON m.decision_id = d.id WHERE d.event_id = ANY($1)`, eventIDs)
-	br := j.pool.SendBatch(ctx, b)
-	defer br.Close()
-	rows, err := br.Query()
+	n := len(ds)
+	ids := make([]pgtype.UUID, n)
+	evs, camps, custs, purps, reasons := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	chans, bases := make([]*string, n), make([]*string, n)
+	vers := make([]int32, n)
+	sends := make([]bool, n)
+	consents := make([]*int64, n)
+	at := make([]time.Time, n)
+	for i := range ds {
+		d := &ds[i]
+		ids[i], evs[i], camps[i], custs[i], purps[i], reasons[i] = pgUUID(d.ID), d.EventID, d.CampaignID, d.CustomerID, d.Purpose, d.Reason
+		vers[i], sends[i], at[i] = int32(d.CampaignVersion), d.Send, d.DecidedAt
+		chans[i], bases[i] = nullable(d.Channel), nullable(d.LegalBasis)
+		if d.ConsentID != 0 {
+			v := d.ConsentID
+			consents[i] = &v
+		}
+	}
+	m := len(ms)
+	mids, dids := make([]pgtype.UUID, m), make([]pgtype.UUID, m)
+	mchans, addrs, subjs, texts, htmls := make([]string, m), make([]string, m), make([]string, m), make([]string, m), make([]string, m)
+	mat := make([]time.Time, m)
+	for i := range ms {
+		x := &ms[i]
+		mids[i], dids[i], mchans[i], addrs[i], subjs[i], texts[i], htmls[i], mat[i] = pgUUID(x.ID), pgUUID(x.DecisionID), x.Channel, x.Address, x.Subject, x.Text, x.HTML, x.CreatedAt
+	}
+	rows, err := j.pool.Query(ctx, `WITH d AS (
+	INSERT INTO decisions (id, event_id, campaign_id, campaign_version, customer_id, purpose, send, channel, legal_basis, consent_id, reason, decided_at)
+	SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::bool[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::timestamptz[])
+	ON CONFLICT DO NOTHING
+	RETURNING id
+), m AS (
+	INSERT INTO messages (id, decision_id, channel, address, subject, body_text, body_html, created_at)
+	SELECT u.* FROM unnest($13::uuid[], $14::uuid[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[])
+		AS u(id, did, ch, addr, subj, txt, html, at)
+	WHERE u.did IN (SELECT id FROM d)
+	ON CONFLICT DO NOTHING
+	RETURNING id
+)
+SELECT id, true FROM d UNION ALL SELECT id, false FROM m`,
+		ids, evs, camps, vers, custs, purps, sends, chans, bases, consents, reasons, at,
+		mids, dids, mchans, addrs, subjs, texts, htmls, mat)
 	if err != nil {
-		return p, fmt.Errorf("loading processed events: %w", err)
+		return c, fmt.Errorf("claiming messages: %w", err)
 	}
+	defer rows.Close()
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return p, fmt.Errorf("reading processed event: %w", err)
+		var id uuid.UUID
+		var isDecision bool
+		if err := rows.Scan(&id, &isDecision); err != nil {
+			return c, fmt.Errorf("reading claim: %w", err)
 		}
-		p.Done[id] = true
+		if isDecision {
+			c.Decisions[id] = true
+		} else {
+			c.Messages[id] = true
+		}
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
-		return p, fmt.Errorf("loading processed events: %w", err)
+		return c, fmt.Errorf("claiming messages: %w", err)
 	}
-	rows, err = br.Query()
-	if err != nil {
-		return p, fmt.Errorf("loading prior decisions: %w", err)
-	}
-	for rows.Next() {
-		var did uuid.UUID
-		var mid *uuid.UUID
-		var status *string
-		var created *time.Time
-		if err := rows.Scan(&did, &mid, &status, &created); err != nil {
-			rows.Close()
-			return p, fmt.Errorf("reading prior decision: %w", err)
-		}
-		ms := p.Decisions[did]
-		if mid != nil {
-			ms = append(ms, PriorMessage{ID: *mid, Status: *status, CreatedAt: *created})
-		}
-		p.Decisions[did] = ms
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return p, fmt.Errorf("loading prior decisions: %w", err)
-	}
-	return p, nil
+	return c, nil
 }
 
-// Claim records decisions and their messages (status sending) in one
-// transaction. Rows that already exist are left alone; the returned set holds
-// the ids of the messages this call inserted — only those may be dispatched.
-func (j *Journal) Claim(ctx context.Context, ds []Decision, ms []Message) (map[uuid.UUID]bool, error) {
-	claimed := make(map[uuid.UUID]bool, len(ms))
-	if len(ds) == 0 && len(ms) == 0 {
-		return claimed, nil
+// PriorMessages loads the messages (with their dispatch status) of
+// decisions recorded by an earlier delivery.
+func (j *Journal) PriorMessages(ctx context.Context, decisionIDs []uuid.UUID) ([]PriorMessage, error) {
+	if len(decisionIDs) == 0 {
+		return nil, nil
 	}
-	err := pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
-		if len(ds) > 0 {
-			n := len(ds)
-			ids := make([]uuid.UUID, n)
-			evs, camps, custs, purps, chans, bases, reasons := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n), make([]*string, n), make([]string, n)
-			vers := make([]int32, n)
-			sends := make([]bool, n)
-			consents := make([]*int64, n)
-			at := make([]time.Time, n)
-			for i := range ds {
-				d := &ds[i]
-				ids[i], evs[i], camps[i], custs[i], purps[i], reasons[i] = d.ID, d.EventID, d.CampaignID, d.CustomerID, d.Purpose, d.Reason
-				vers[i], sends[i], at[i] = int32(d.CampaignVersion), d.Send, d.DecidedAt
-				chans[i], bases[i] = nullable(d.Channel), nullable(d.LegalBasis)
-				if d.ConsentID != 0 {
-					v := d.ConsentID
-					consents[i] = &v
-				}
-			}
-			_, err := tx.Exec(ctx, `INSERT INTO decisions (id, event_id, campaign_id, campaign_version, customer_id, purpose, send, channel, legal_basis, consent_id, reason, decided_at)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::bool[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::timestamptz[])
-ON CONFLICT DO NOTHING`, ids, evs, camps, vers, custs, purps, sends, chans, bases, consents, reasons, at)
-			if err != nil {
-				return fmt.Errorf("inserting decisions: %w", err)
-			}
-		}
-		if len(ms) > 0 {
-			n := len(ms)
-			ids, dids := make([]uuid.UUID, n), make([]uuid.UUID, n)
-			chans, addrs, subjs, texts, htmls := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			at := make([]time.Time, n)
-			for i := range ms {
-				m := &ms[i]
-				ids[i], dids[i], chans[i], addrs[i], subjs[i], texts[i], htmls[i], at[i] = m.ID, m.DecisionID, m.Channel, m.Address, m.Subject, m.Text, m.HTML, m.CreatedAt
-			}
-			rows, err := tx.Query(ctx, `INSERT INTO messages (id, decision_id, channel, address, subject, body_text, body_html, status, created_at)
-SELECT id, did, ch, addr, subj, txt, html, 'sending', at
-FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[]) AS u(id, did, ch, addr, subj, txt, html, at)
-ON CONFLICT DO NOTHING RETURNING id`, ids, dids, chans, addrs, subjs, texts, htmls, at)
-			if err != nil {
-				return fmt.Errorf("inserting messages: %w", err)
-			}
-			for rows.Next() {
-				var id uuid.UUID
-				if err := rows.Scan(&id); err != nil {
-					rows.Close()
-					return fmt.Errorf("reading claimed message: %w", err)
-				}
-				claimed[id] = true
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("inserting messages: %w", err)
-			}
-		}
-		return nil
-	})
+	rows, err := j.pool.Query(ctx, `SELECT m.id, m.decision_id, coalesce(x.status, 'sending'), m.created_at
+FROM messages m LEFT JOIN dispatches x ON x.message_id = m.id
+WHERE m.decision_id = ANY($1)`, pgUUIDs(decisionIDs))
 	if err != nil {
-		return nil, fmt.Errorf("claiming messages: %w", err)
+		return nil, fmt.Errorf("loading prior messages: %w", err)
 	}
-	return claimed, nil
+	defer rows.Close()
+	var out []PriorMessage
+	for rows.Next() {
+		var p PriorMessage
+		if err := rows.Scan(&p.ID, &p.DecisionID, &p.Status, &p.CreatedAt); err != nil {
+			return nil, fmt.Errorf("reading prior message: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("loading prior messages: %w", err)
+	}
+	return out, nil
 }
 
 // Complete records dispatch outcomes and the events' outcome rows in one
-// transaction. Only messages still in status sending are updated, so a late
-// writer cannot overwrite a final status.
+// statement (one transaction). A message has at most one outcome: the first
+// recorded wins. A dead-lettered event that is processed again (a replay)
+// gets its new outcome.
 func (j *Journal) Complete(ctx context.Context, outs []Outcome, evs []EventRecord) error {
 	if len(outs) == 0 && len(evs) == 0 {
 		return nil
 	}
-	err := pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
-		if len(outs) > 0 {
-			n := len(outs)
-			ids := make([]uuid.UUID, n)
-			status, pids, errs := make([]string, n), make([]*string, n), make([]*string, n)
-			segs, attempts := make([]*int32, n), make([]int32, n)
-			at := make([]*time.Time, n)
-			for i := range outs {
-				o := &outs[i]
-				ids[i], status[i], attempts[i] = o.MessageID, o.Status, int32(o.Attempts)
-				pids[i], errs[i] = nullable(o.ProviderID), nullable(o.Error)
-				if o.Segments > 0 {
-					v := int32(o.Segments)
-					segs[i] = &v
-				}
-				if !o.DispatchedAt.IsZero() {
-					t := o.DispatchedAt
-					at[i] = &t
-				}
-			}
-			_, err := tx.Exec(ctx, `UPDATE messages m SET status = u.status, provider_id = u.pid, segments = u.segs,
-	attempts = m.attempts + u.attempts, error = u.err, dispatched_at = u.at
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::timestamptz[]) AS u(id, status, pid, segs, attempts, err, at)
-WHERE m.id = u.id AND m.status = 'sending'`, ids, status, pids, segs, attempts, errs, at)
-			if err != nil {
-				return fmt.Errorf("recording outcomes: %w", err)
-			}
+	n := len(outs)
+	mids := make([]pgtype.UUID, n)
+	status, pids, errs := make([]string, n), make([]*string, n), make([]*string, n)
+	segs, attempts := make([]*int32, n), make([]int32, n)
+	dat := make([]*time.Time, n)
+	for i := range outs {
+		o := &outs[i]
+		mids[i], status[i], attempts[i] = pgUUID(o.MessageID), o.Status, int32(max(o.Attempts, 0))
+		pids[i], errs[i] = nullable(o.ProviderID), nullable(o.Error)
+		if o.Segments > 0 {
+			v := int32(o.Segments)
+			segs[i] = &v
 		}
-		if len(evs) > 0 {
-			n := len(evs)
-			ids, types, sources, subjects, outcomes, details := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			occurred := make([]*time.Time, n)
-			stored := make([]time.Time, n)
-			data := make([]*string, n)
-			for i := range evs {
-				e := &evs[i]
-				ids[i], types[i], sources[i], subjects[i], outcomes[i], details[i], stored[i] = e.ID, e.Type, e.Source, e.Subject, e.Outcome, e.Detail, e.StoredAt
-				if !e.OccurredAt.IsZero() {
-					t := e.OccurredAt
-					occurred[i] = &t
-				}
-				if len(e.Data) > 0 {
-					s := string(e.Data)
-					data[i] = &s
-				}
-			}
-			_, err := tx.Exec(ctx, `INSERT INTO events (id, type, source, subject, occurred_at, stored_at, outcome, detail, data)
+		if !o.DispatchedAt.IsZero() {
+			t := o.DispatchedAt
+			dat[i] = &t
+		}
+	}
+	k := len(evs)
+	ids, types, sources, subjects, outcomes, details := make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k)
+	occurred := make([]*time.Time, k)
+	stored := make([]time.Time, k)
+	data := make([]*string, k)
+	for i := range evs {
+		e := &evs[i]
+		ids[i], types[i], sources[i], subjects[i], outcomes[i], details[i], stored[i] = e.ID, e.Type, e.Source, e.Subject, e.Outcome, e.Detail, e.StoredAt
+		if !e.OccurredAt.IsZero() {
+			t := e.OccurredAt
+			occurred[i] = &t
+		}
+		if len(e.Data) > 0 {
+			s := string(e.Data)
+			data[i] = &s
+		}
+	}
+	_, err := j.pool.Exec(ctx, `WITH o AS (
+	INSERT INTO dispatches (message_id, status, provider_id, segments, attempts, error, dispatched_at)
+	SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::timestamptz[])
+	ON CONFLICT (message_id) DO NOTHING
+)
+INSERT INTO events (id, type, source, subject, occurred_at, stored_at, outcome, detail, data)
 SELECT id, type, source, subject, occurred, stored, outcome, detail, data::jsonb
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[], $9::text[])
+FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::text[], $15::text[], $16::text[])
 	AS u(id, type, source, subject, occurred, stored, outcome, detail, data)
 ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, processed_at = now()
-	WHERE events.outcome = 'dead_letter'`, ids, types, sources, subjects, occurred, stored, outcomes, details, data)
-			if err != nil {
-				return fmt.Errorf("recording events: %w", err)
-			}
-		}
-		return nil
-	})
+	WHERE events.outcome = 'dead_letter'`,
+		mids, status, pids, segs, attempts, errs, dat,
+		ids, types, sources, subjects, occurred, stored, outcomes, details, data)
 	if err != nil {
 		return fmt.Errorf("completing batch: %w", err)
 	}
 	return nil
+}
+
+// pgUUID avoids uuid.UUID's driver.Valuer, which makes pgx format and
+// parse every id as text.
+func pgUUID(id uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: true} }
+
+func pgUUIDs(ids []uuid.UUID) []pgtype.UUID {
+	out := make([]pgtype.UUID, len(ids))
+	for i, id := range ids {
+		out[i] = pgUUID(id)
+	}
+	return out
 }
 
 func nullable(s string) *string {

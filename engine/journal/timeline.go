@@ -47,11 +47,12 @@ func (j *Journal) Timeline(ctx context.Context, customerID string, limit int) ([
 	}
 	rows, err := j.pool.Query(ctx, `SELECT d.id, d.event_id, coalesce(e.type, ''), d.campaign_id, d.campaign_version, d.purpose,
 	d.send, coalesce(d.channel, ''), coalesce(d.legal_basis, ''), coalesce(d.consent_id, 0), d.reason, d.decided_at,
-	m.id, m.channel, m.status, m.subject, m.body_text, coalesce(m.provider_id, ''), coalesce(m.segments, 0),
-	m.attempts, coalesce(m.error, ''), m.created_at, m.dispatched_at
+	m.id, m.channel, coalesce(x.status, 'sending'), m.subject, m.body_text, coalesce(x.provider_id, ''), coalesce(x.segments, 0),
+	coalesce(x.attempts, 0), coalesce(x.error, ''), m.created_at, x.dispatched_at
 FROM decisions d
 LEFT JOIN events e ON e.id = d.event_id
 LEFT JOIN messages m ON m.decision_id = d.id
+LEFT JOIN dispatches x ON x.message_id = m.id
 WHERE d.customer_id = $1
 ORDER BY d.decided_at DESC, d.id, m.created_at
 LIMIT $2`, customerID, limit)

@@ -80,9 +80,10 @@ CREATE TABLE events (
     detail       text NOT NULL DEFAULT '',
     data         jsonb
 );
-CREATE INDEX events_subject_idx ON events (subject);
 
 -- Decisions: one per event × campaign × customer, sent or not, with the reason.
+-- The id is derived from exactly that triple (UUIDv5), so the primary key is
+-- the unique key that makes a redelivered event decide nothing twice.
 CREATE TABLE decisions (
     id               uuid PRIMARY KEY,
     event_id         text NOT NULL,
@@ -95,31 +96,39 @@ CREATE TABLE decisions (
     legal_basis      text CHECK (legal_basis IN ('consent', 'contract', 'legal_obligation')),
     consent_id       bigint REFERENCES consents (id) ON DELETE SET NULL,
     reason           text NOT NULL,
-    decided_at       timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (event_id, campaign_id, customer_id)
+    decided_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX decisions_customer_idx ON decisions (customer_id, decided_at DESC);
 
--- Messages: what went out (or tried to) for a decision, one per channel.
+-- Messages: what a decision sends, one per channel, immutable once written.
+-- A message without a dispatch row is being handed to the provider.
 CREATE TABLE messages (
-    id            uuid PRIMARY KEY,
-    decision_id   uuid NOT NULL REFERENCES decisions (id) ON DELETE CASCADE,
-    channel       text NOT NULL CHECK (channel IN ('email', 'sms', 'whatsapp')),
-    address       text NOT NULL,
-    subject       text NOT NULL DEFAULT '',
-    body_text     text NOT NULL,
-    body_html     text NOT NULL DEFAULT '',
-    status        text NOT NULL CHECK (status IN ('sending', 'sent', 'failed', 'interrupted')),
+    id          uuid PRIMARY KEY,                        -- UUIDv5 of decision × channel
+    decision_id uuid NOT NULL REFERENCES decisions (id) ON DELETE CASCADE,
+    channel     text NOT NULL CHECK (channel IN ('email', 'sms', 'whatsapp')),
+    address     text NOT NULL,
+    subject     text NOT NULL DEFAULT '',
+    body_text   text NOT NULL,
+    body_html   text NOT NULL DEFAULT '',
+    created_at  timestamptz NOT NULL
+);
+CREATE INDEX messages_decision_idx ON messages (decision_id);
+
+-- Dispatches: the outcome of handing a message to its provider, at most one
+-- per message (the primary key makes a second outcome impossible).
+CREATE TABLE dispatches (
+    message_id    uuid PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+    status        text NOT NULL CHECK (status IN ('sent', 'failed', 'interrupted')),
     provider_id   text,
     segments      integer,
-    attempts      integer NOT NULL DEFAULT 0,
+    attempts      integer NOT NULL DEFAULT 1,
     error         text,
-    created_at    timestamptz NOT NULL DEFAULT now(),
     dispatched_at timestamptz,
-    UNIQUE (decision_id, channel)
+    recorded_at   timestamptz NOT NULL DEFAULT now()
 );
 
 -- +goose Down
+DROP TABLE dispatches;
 DROP TABLE messages;
 DROP TABLE decisions;
 DROP TABLE events;
