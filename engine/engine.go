@@ -210,7 +210,7 @@ func (e *Engine) pump() {
 		}
 		it := item{msg: msg}
 		it.meta, _ = msg.Metadata()
-		it.ev, it.bad = events.Parse(0, msg.Data())
+		it.ev, it.bad = events.ParseStored(msg.Data())
 		e.in <- it
 	}
 }

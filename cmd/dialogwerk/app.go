@@ -118,6 +118,12 @@ func startApp(ctx context.Context, cfg *config, log *slog.Logger) (_ *app, err e
 		return nil, err
 	}
 
+	// The data directory must be traversable (not listable) for the
+	// unprivileged user the local PostgreSQL runs as.
+	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
+		return nil, fmt.Errorf("creating data dir: %w", err)
+	}
+
 	// Event bus.
 	if cfg.NATSURL == "" {
 		always, interval, err := cfg.syncSetting()
@@ -128,7 +134,7 @@ func startApp(ctx context.Context, cfg *config, log *slog.Logger) (_ *app, err e
 		if err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
-		if err := os.MkdirAll(dir, 0o750); err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating NATS store dir: %w", err)
 		}
 		a.nats, err = eventbus.StartEmbedded(eventbus.EmbeddedConfig{StoreDir: dir, Listen: cfg.NATSListen, SyncAlways: always, SyncInterval: interval})

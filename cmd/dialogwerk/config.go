@@ -86,8 +86,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	str(&c.APITokens, "api-tokens", "", "bearer tokens for the read API, comma-separated; none: the read API refuses every request")
 
 	str(&c.Campaigns, "campaigns", "", "directory of campaign YAML files; empty uses the built-in seed campaigns")
-	num(&c.Workers, "workers", 4, "engine workers (each customer always goes to the same worker)")
-	num(&c.BatchSize, "batch-size", 256, "most events per engine batch")
+	num(&c.Workers, "workers", 4, "engine batches in flight at once (a customer is in at most one, so its events keep their order)")
+	num(&c.BatchSize, "batch-size", 500, "most events per engine batch")
 	dur(&c.AckWait, "ack-wait", 30*time.Second, "JetStream ack wait before an unfinished event is redelivered")
 
 	str(&c.UtilityName, "utility-name", "Stadtwerke Musterstadt", "sender name used in templates")

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"time"
@@ -29,7 +30,7 @@ func (s demoSummary) String() string {
 }
 
 // cmdDemo runs Dialogwerk on embedded defaults with the demo town.
-func cmdDemo(ctx context.Context, args []string) error {
+func cmdDemo(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	keep := fs.Bool("keep", false, "keep running after the events went out, so a person can look (Ctrl-C stops)")
 	customers := fs.Int("customers", 1200, "number of synthetic Musterstadt customers")
@@ -60,7 +61,7 @@ func cmdDemo(ctx context.Context, args []string) error {
 		dir = tmp
 	}
 
-	fmt.Println("demo: starting MailDev (web inbox for the emails) …")
+	fmt.Fprintln(out, "demo: starting MailDev (web inbox for the emails) …")
 	md, err := maildev.Start(ctx, maildev.Config{SMTPPort: *mailSMTP, WebPort: *mailWeb})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -88,7 +89,7 @@ func cmdDemo(ctx context.Context, args []string) error {
 	cfg.TwilioFrom, cfg.TwilioWhatsAppFrom = "SWMuster", "+4930901820"
 	cfg.SendRetries, cfg.SendMaxElapsed = 5, 10*time.Second
 
-	fmt.Println("demo: starting Dialogwerk (embedded NATS, local PostgreSQL) …")
+	fmt.Fprintln(out, "demo: starting Dialogwerk (embedded NATS, local PostgreSQL) …")
 	a, err := startApp(ctx, &cfg, log)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -109,7 +110,7 @@ func cmdDemo(ctx context.Context, args []string) error {
 		if err := a.store.Import(ctx, town.Profiles); err != nil {
 			return fmt.Errorf("demo: loading Musterstadt: %w", err)
 		}
-		fmt.Printf("demo: Musterstadt loaded: %d customers with contracts, interests, preferred channels and consents\n", len(town.Profiles))
+		fmt.Fprintf(out, "demo: Musterstadt loaded: %d customers with contracts, interests, preferred channels and consents\n", len(town.Profiles))
 	}
 
 	// A few things go wrong, as in life: one provider hiccup (retried) and
@@ -136,18 +137,18 @@ func cmdDemo(ctx context.Context, args []string) error {
 		_ = json.Unmarshal(answer, &st)
 		accepted += st.Accepted
 	}
-	fmt.Printf("demo: sent %d billing and service-center events through the signed webhook\n", len(evs))
+	fmt.Fprintf(out, "demo: sent %d billing and service-center events through the signed webhook\n", len(evs))
 	// The billing system re-sends its first batch: recognised, not doubled.
 	if len(evs) > 0 {
 		body := append([]byte("["), bytes.Join(evs[:min(50, len(evs))], []byte(","))...)
 		body = append(body, ']')
 		if status, answer, err := postEvents(ctx, client, base, []byte(secret), body); err == nil && status == http.StatusAccepted {
-			fmt.Printf("demo: re-sent %d events → %s", min(50, len(evs)), answer)
+			fmt.Fprintf(out, "demo: re-sent %d events → %s", min(50, len(evs)), answer)
 		}
 	}
 	// And one malformed event is refused with the field named.
 	if status, answer, err := postEvents(ctx, client, base, []byte(secret), []byte(`{"specversion":"1.0","id":"broken-1","source":"/billing/sap-isu","type":"contract.ending","subject":"K100001","data":{"contract":"V-1","product":"strom","ends_on":"31.12.2026"}}`)); err == nil {
-		fmt.Printf("demo: malformed event refused: %d %s", status, answer)
+		fmt.Fprintf(out, "demo: malformed event refused: %d %s", status, answer)
 	}
 
 	sum, err := waitDemo(ctx, a, len(evs))
@@ -155,8 +156,13 @@ func cmdDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	sim.ClearFailures()
+	if n, err := waitInbox(ctx, md, sum.Emails); err == nil {
+		fmt.Fprintf(out, "demo: MailDev inbox holds %d emails; the Twilio stand-in holds %d SMS/WhatsApp\n", n, sim.Count())
+	} else {
+		fmt.Fprintf(out, "demo: reading the MailDev inbox: %v\n", err)
+	}
 	if *keep {
-		fmt.Printf(`
+		fmt.Fprintf(out, `
 Dialogwerk demo is running — press Ctrl-C to stop.
   Emails (MailDev web inbox):        %s
   SMS & WhatsApp (Twilio stand-in):  %s/
@@ -171,7 +177,7 @@ Dialogwerk demo is running — press Ctrl-C to stop.
 			sum = s2
 		}
 	}
-	fmt.Println(sum)
+	fmt.Fprintln(out, sum)
 	return nil
 }
 
@@ -194,6 +200,22 @@ func waitDemo(ctx context.Context, a *app, want int) (demoSummary, error) {
 			return s, errors.New("demo: interrupted")
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// waitInbox waits (briefly) until MailDev has stored want emails; MailDev
+// stores asynchronously after accepting.
+func waitInbox(ctx context.Context, md *maildev.Server, want int) (int, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		es, err := md.Emails(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if len(es) >= want || time.Now().After(deadline) {
+			return len(es), nil
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

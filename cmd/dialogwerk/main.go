@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -36,7 +37,7 @@ set as an environment variable DIALOGWERK_<FLAG> (e.g. DIALOGWERK_DATABASE_URL).
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)
 		}
@@ -45,7 +46,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string) error {
+func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, usage)
 		return flag.ErrHelp
@@ -54,19 +55,19 @@ func run(ctx context.Context, args []string) error {
 	case "serve":
 		return cmdServe(ctx, args[1:])
 	case "demo":
-		return cmdDemo(ctx, args[1:])
+		return cmdDemo(ctx, args[1:], out)
 	case "migrate":
-		return cmdMigrate(ctx, args[1:])
+		return cmdMigrate(ctx, args[1:], out)
 	case "events":
 		if len(args) > 1 && args[1] == "send" {
-			return cmdEventsSend(ctx, args[2:])
+			return cmdEventsSend(ctx, args[2:], out)
 		}
 	case "campaigns":
 		if len(args) > 1 && args[1] == "validate" {
-			return cmdCampaignsValidate(args[2:])
+			return cmdCampaignsValidate(args[2:], out)
 		}
 	case "-h", "--help", "help":
-		fmt.Print(usage)
+		fmt.Fprint(out, usage)
 		return nil
 	}
 	fmt.Fprint(os.Stderr, usage)
@@ -101,7 +102,7 @@ func cmdServe(ctx context.Context, args []string) error {
 	return nil
 }
 
-func cmdMigrate(ctx context.Context, args []string) error {
+func cmdMigrate(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	var cfg config
 	cfg.register(fs)
@@ -115,6 +116,6 @@ func cmdMigrate(ctx context.Context, args []string) error {
 	}
 	pool.Close()
 	stopPG(cl)
-	fmt.Println("migrate: schema is up to date")
+	fmt.Fprintln(out, "migrate: schema is up to date")
 	return nil
 }

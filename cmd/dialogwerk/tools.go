@@ -15,7 +15,7 @@ import (
 )
 
 // cmdEventsSend signs files of CloudEvents and posts them to a server.
-func cmdEventsSend(ctx context.Context, args []string) error {
+func cmdEventsSend(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("events send", flag.ContinueOnError)
 	url := fs.String("url", envStr("url", "http://127.0.0.1:8080"), "Dialogwerk base URL")
 	secret := fs.String("secret", os.Getenv("DIALOGWERK_SEND_SECRET"), "the source's webhook secret (or DIALOGWERK_SEND_SECRET)")
@@ -44,7 +44,7 @@ func cmdEventsSend(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("events send %s: %w", name, err)
 		}
-		fmt.Printf("%s: %d %s", name, status, answer)
+		fmt.Fprintf(out, "%s: %d %s", name, status, answer)
 		if status != http.StatusAccepted {
 			return fmt.Errorf("events send %s: server answered %d", name, status)
 		}
@@ -71,7 +71,7 @@ func postEvents(ctx context.Context, client *http.Client, base string, secret, b
 
 // cmdCampaignsValidate loads and compiles campaign files and reports every
 // error.
-func cmdCampaignsValidate(args []string) error {
+func cmdCampaignsValidate(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("campaigns validate", flag.ContinueOnError)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,7 +85,7 @@ func cmdCampaignsValidate(args []string) error {
 		return err
 	}
 	for _, c := range set.All() {
-		fmt.Printf("ok  %s v%d (%s, trigger %s, channels %v) — %s\n", c.ID, c.Version, c.Purpose, c.Trigger.Event, c.Channels, c.Origin)
+		fmt.Fprintf(out, "ok  %s v%d (%s, trigger %s, channels %v) — %s\n", c.ID, c.Version, c.Purpose, c.Trigger.Event, c.Channels, c.Origin)
 	}
 	return nil
 }
