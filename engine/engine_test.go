@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/dialogwerk/dialogwerk/channels"
 	"github.com/dialogwerk/dialogwerk/channels/twiliosim"
 	"github.com/dialogwerk/dialogwerk/engine/journal"
+	"github.com/dialogwerk/dialogwerk/profiles"
 	"github.com/dialogwerk/dialogwerk/triggers/eventbus"
 	"github.com/dialogwerk/dialogwerk/triggers/events"
 )
@@ -262,5 +264,38 @@ func TestDeterministicIDs(t *testing.T) {
 	}
 	if journal.MessageID(a, "sms") == journal.MessageID(a, "email") {
 		t.Fatal("message ids of two channels collide")
+	}
+}
+
+func TestCustomerEventsKeepTheirOrder(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var ps []profiles.Profile
+	for i := 1; i <= 10; i++ {
+		ps = append(ps, customer(fmt.Sprintf("K%d", i), channels.SMS, false, true))
+	}
+	h.importProfiles(ps...)
+	// 20 back-payment notices per customer, interleaved, published in one go.
+	var evs []events.Event
+	for n := 0; n < 20; n++ {
+		for i := 1; i <= 10; i++ {
+			ev := event(fmt.Sprintf("o-%d-%02d", i, n), events.TypeBackpaymentExpected, fmt.Sprintf("K%d", i))
+			ev.Data = []byte(fmt.Sprintf(`{"amount_eur":%d,"due_on":"2027-02-15"}`, 100+n))
+			ev.Raw = []byte(fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"/t","type":%q,"subject":%q,"data":%s}`, ev.ID, ev.Type, ev.Subject, ev.Data))
+			evs = append(evs, ev)
+		}
+	}
+	h.publish(evs...)
+	h.waitOutcomes(len(evs))
+	for i := 1; i <= 10; i++ {
+		got := h.sim.MessagesTo(mobileOf(fmt.Sprintf("K%d", i)))
+		if len(got) != 20 {
+			t.Fatalf("K%d received %d messages, want 20", i, len(got))
+		}
+		for n, m := range got {
+			if want := fmt.Sprintf("%d,00 €", 100+n); !strings.Contains(m.Body, want) {
+				t.Fatalf("K%d message %d out of order: %q does not mention %s", i, n, m.Body, want)
+			}
+		}
 	}
 }

@@ -78,7 +78,7 @@ CREATE TABLE events (
     processed_at timestamptz NOT NULL DEFAULT now(),
     outcome      text NOT NULL CHECK (outcome IN ('processed', 'no_campaign', 'dead_letter')),
     detail       text NOT NULL DEFAULT '',
-    data         jsonb
+    data         jsonb COMPRESSION lz4
 );
 
 -- Decisions: one per event × campaign × customer, sent or not, with the reason.
@@ -108,8 +108,8 @@ CREATE TABLE messages (
     channel     text NOT NULL CHECK (channel IN ('email', 'sms', 'whatsapp')),
     address     text NOT NULL,
     subject     text NOT NULL DEFAULT '',
-    body_text   text NOT NULL,
-    body_html   text NOT NULL DEFAULT '',
+    body_text   text COMPRESSION lz4 NOT NULL,           -- lz4: far cheaper than pglz for
+    body_html   text COMPRESSION lz4 NOT NULL DEFAULT '', -- the bodies written at full speed
     created_at  timestamptz NOT NULL
 );
 CREATE INDEX messages_decision_idx ON messages (decision_id);
