@@ -26,6 +26,7 @@ import (
 	"github.com/dialogwerk/dialogwerk/profiles/pglocal"
 	"github.com/dialogwerk/dialogwerk/triggers/campaigns"
 	"github.com/dialogwerk/dialogwerk/triggers/eventbus"
+	"github.com/dialogwerk/dialogwerk/triggers/replay"
 	"github.com/dialogwerk/dialogwerk/triggers/webhook"
 )
 
@@ -214,6 +215,9 @@ func startApp(ctx context.Context, cfg *config, log *slog.Logger) (_ *app, err e
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/events", wh)
 	mux.Handle("GET /v1/customers/{id}/messages", readapi.New(a.journal, a.store, splitList(cfg.APITokens), log))
+	dl := readapi.RequireBearer(splitList(cfg.APITokens), replay.New(a.bus, log))
+	mux.Handle("GET /v1/dead-letters", dl)
+	mux.Handle("POST /v1/dead-letters/replay", dl)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -212,3 +212,90 @@ func TestDemo(t *testing.T) {
 func testTown(n int) []profiles.Profile {
 	return musterstadt.Generate(n, 11, time.Now()).Profiles
 }
+
+func TestDeadLetterAndReplay(t *testing.T) {
+	t.Parallel()
+	p := startProviders(t, 0)
+	secret, token := "0123456789abcdef0123", "ops-token"
+	cfg := testConfig(t, p, secret, token)
+	ctx := context.Background()
+	a, err := startApp(ctx, cfg, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.stop(ctx)
+	base := "http://" + a.addr
+	call := func(method, path string) (int, []byte) {
+		req, _ := http.NewRequest(method, base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	outcome := func() string {
+		var o string
+		_ = a.pool.QueryRow(ctx, `SELECT outcome FROM events WHERE id = 'dl-1'`).Scan(&o)
+		return o
+	}
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for outcome() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("event outcome %q, want %q", outcome(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	// An event for a customer the billing export has not delivered yet.
+	town := testTown(1)
+	body := []byte(`{"specversion":"1.0","id":"dl-1","source":"/billing","type":"billing.backpayment_expected","subject":"` + town[0].ID + `","data":{"amount_eur":300,"due_on":"2027-02-01"}}`)
+	if status, answer, err := postEvents(ctx, http.DefaultClient, base, []byte(secret), body); err != nil || status != http.StatusAccepted {
+		t.Fatalf("post: %d %s %v", status, answer, err)
+	}
+	waitFor("dead_letter")
+	status, b := call(http.MethodGet, "/v1/dead-letters")
+	var list struct {
+		DeadLetters []struct {
+			EventID string `json:"event_id"`
+			Reason  string `json:"reason"`
+		} `json:"dead_letters"`
+	}
+	if err := json.Unmarshal(b, &list); err != nil || status != http.StatusOK {
+		t.Fatalf("list: %d %s", status, b)
+	}
+	if len(list.DeadLetters) != 1 || list.DeadLetters[0].EventID != "dl-1" || !strings.Contains(list.DeadLetters[0].Reason, "unknown customer") {
+		t.Fatalf("dead letters = %s", b)
+	}
+
+	// The customer arrives; the operator replays.
+	if err := a.store.Import(ctx, town); err != nil {
+		t.Fatal(err)
+	}
+	if status, b := call(http.MethodPost, "/v1/dead-letters/replay"); status != http.StatusOK || !strings.Contains(string(b), `"replayed":1`) {
+		t.Fatalf("replay: %d %s", status, b)
+	}
+	waitFor("processed")
+	var decisions int
+	_ = a.pool.QueryRow(ctx, `SELECT count(*) FROM decisions WHERE event_id = 'dl-1'`).Scan(&decisions)
+	if decisions != 1 {
+		t.Errorf("decisions after replay = %d, want 1", decisions)
+	}
+	if _, b := call(http.MethodGet, "/v1/dead-letters"); !strings.Contains(string(b), `"dead_letters":[]`) {
+		t.Errorf("dead letter not removed after replay: %s", b)
+	}
+	// Without a token the operator API is closed.
+	resp, err := http.Post(base+"/v1/dead-letters/replay", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("replay without token: %d", resp.StatusCode)
+	}
+}
