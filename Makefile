@@ -40,9 +40,9 @@ bench: tools ## measure ingest and end-to-end throughput, latency and memory (pr
 
 .PHONY: fuzz
 fuzz: ## fuzz the parsers of outside input for a short while each
-	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./triggers/events
-	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./triggers/webhook
-	$(GO) test -run '^$$' -fuzz FuzzParseCampaign -fuzztime 30s ./triggers/campaigns
+	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s -fuzzminimizetime 5s ./triggers/events
+	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s -fuzzminimizetime 5s ./triggers/webhook
+	$(GO) test -run '^$$' -fuzz FuzzParseCampaign -fuzztime 30s -fuzzminimizetime 5s ./triggers/campaigns
 
 .PHONY: build
 build: ## build bin/dialogwerk

@@ -38,7 +38,7 @@ FROM interests WHERE customer_id = ANY($1) ORDER BY customer_id, strength DESC, 
 	consentCurrentByCustomers = `SELECT DISTINCT ON (customer_id, channel, purpose)
 	id, customer_id, channel, purpose, granted, recorded_at, touchpoint
 FROM consents WHERE customer_id = ANY($1)
-ORDER BY customer_id, channel, purpose, id DESC`
+ORDER BY customer_id, channel, purpose, recorded_at DESC, id DESC`
 )
 
 // Get loads one profile.
@@ -239,9 +239,12 @@ func (s *Store) Import(ctx context.Context, ps []Profile) error {
 			interests = append(interests, []any{p.ID, in.Topic, float32(in.Strength), in.Source})
 		}
 		for _, c := range p.Consents {
-			ev, err := json.Marshal(c.Evidence)
-			if err != nil || c.Evidence == nil {
-				ev = []byte("{}")
+			ev := []byte("{}")
+			if c.Evidence != nil {
+				var err error
+				if ev, err = json.Marshal(c.Evidence); err != nil {
+					return fmt.Errorf("importing consents of %s: evidence: %w", p.ID, err)
+				}
 			}
 			at := c.RecordedAt
 			if at.IsZero() {

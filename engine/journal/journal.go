@@ -254,6 +254,7 @@ func (j *Journal) Complete(ctx context.Context, outs []Outcome, evs []EventRecor
 			dat[i] = &t
 		}
 	}
+	evs = uniqueEvents(evs)
 	k := len(evs)
 	ids, types, sources, subjects, outcomes, details := make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k)
 	occurred := make([]*time.Time, k)
@@ -288,6 +289,27 @@ ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome, detail = excluded.det
 		return fmt.Errorf("completing batch: %w", err)
 	}
 	return nil
+}
+
+// uniqueEvents keeps one record per event id. A batch may hold two
+// deliveries of one id (re-sent after the duplicate window, say for another
+// customer), and one INSERT … ON CONFLICT DO UPDATE cannot touch a row twice:
+// the whole batch would fail, again on every retry. As against a stored row,
+// the first record wins unless it is a dead letter.
+func uniqueEvents(evs []EventRecord) []EventRecord {
+	seen := make(map[string]int, len(evs))
+	out := make([]EventRecord, 0, len(evs))
+	for _, e := range evs {
+		if i, dup := seen[e.ID]; dup {
+			if out[i].Outcome == OutcomeDeadLetter {
+				out[i] = e
+			}
+			continue
+		}
+		seen[e.ID] = len(out)
+		out = append(out, e)
+	}
+	return out
 }
 
 // pgUUID avoids uuid.UUID's driver.Valuer, which makes pgx format and

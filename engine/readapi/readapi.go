@@ -5,13 +5,11 @@ package readapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 
 	"github.com/dialogwerk/dialogwerk/engine/journal"
 )
@@ -28,11 +26,10 @@ type Customers interface {
 
 // Handler serves the read API.
 type Handler struct {
-	tl     Timeline
-	cust   Customers
-	tokens [][]byte
-	log    *slog.Logger
-	mux    *http.ServeMux
+	tl   Timeline
+	cust Customers
+	log  *slog.Logger
+	h    http.Handler
 }
 
 var customerRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -43,38 +40,14 @@ func New(tl Timeline, cust Customers, tokens []string, log *slog.Logger) *Handle
 	if log == nil {
 		log = slog.Default()
 	}
-	h := &Handler{tl: tl, cust: cust, log: log.With(slog.String("component", "readapi")), mux: http.NewServeMux()}
-	for _, t := range tokens {
-		if t != "" {
-			h.tokens = append(h.tokens, []byte(t))
-		}
-	}
-	h.mux.HandleFunc("GET /v1/customers/{id}/messages", h.messages)
+	h := &Handler{tl: tl, cust: cust, log: log.With(slog.String("component", "readapi"))}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/customers/{id}/messages", h.messages)
+	h.h = RequireBearer(tokens, mux)
 	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !h.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="dialogwerk"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
-		return
-	}
-	h.mux.ServeHTTP(w, r)
-}
-
-func (h *Handler) authorized(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return false
-	}
-	ok = false
-	for _, t := range h.tokens {
-		if subtle.ConstantTimeCompare([]byte(got), t) == 1 {
-			ok = true
-		}
-	}
-	return ok
-}
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.h.ServeHTTP(w, r) }
 
 type messagesResponse struct {
 	Customer string          `json:"customer"`

@@ -187,8 +187,8 @@ func formatEuro(v any) (string, error) {
 	default:
 		return "", fmt.Errorf("euro: cannot format %T", v)
 	}
-	neg := f < 0
 	cents := int64(math.Round(math.Abs(f) * 100))
+	neg := f < 0 && cents > 0 // no "-0,00 €"
 	whole := strconv.FormatInt(cents/100, 10)
 	var b strings.Builder
 	if neg {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -220,7 +221,13 @@ func (b *Bus) DeadLetter(ctx context.Context, seq uint64, eventID, typ string, r
 	return nil
 }
 
+// typeToken reports whether s can follow "deadletter.<tenant>." in a
+// subject: printable ASCII without wildcards, and no empty token (a leading,
+// trailing or doubled '.'), which no stream would store.
 func typeToken(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == '*' || c == '>' || c <= ' ' || c > '~' {

@@ -23,7 +23,7 @@ type DeadLetter struct {
 	// Reason processing failed.
 	Reason string `json:"reason"`
 	// At is when it was dead-lettered.
-	At time.Time `json:"at"`
+	At   time.Time `json:"at"`
 	data []byte
 }
 

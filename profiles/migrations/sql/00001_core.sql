@@ -43,8 +43,8 @@ CREATE TABLE interests (
     PRIMARY KEY (customer_id, topic)
 );
 
--- Consent ledger: append-only; the current state is the newest entry per
--- customer × channel × purpose.
+-- Consent ledger: append-only; the current state is the newest statement
+-- (by recorded_at, then by id) per customer × channel × purpose.
 CREATE TABLE consents (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     customer_id text NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
@@ -55,7 +55,7 @@ CREATE TABLE consents (
     touchpoint  text NOT NULL,                           -- 'web', 'service_center', 'sms', 'api', …
     evidence    jsonb NOT NULL DEFAULT '{}'              -- wording version, DOI times, agent id
 );
-CREATE INDEX consents_current_idx ON consents (customer_id, channel, purpose, id DESC);
+CREATE INDEX consents_current_idx ON consents (customer_id, channel, purpose, recorded_at DESC, id DESC);
 
 -- +goose StatementBegin
 CREATE FUNCTION consents_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
