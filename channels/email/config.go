@@ -155,6 +155,9 @@ func (c Config) withDefaults() (Config, error) {
 // parseAddress accepts a bare address ("name@example.org", no display name)
 // and returns it in canonical form.
 func parseAddress(s string) (string, error) {
+	if plainAddress(s) {
+		return s, nil // what net/mail would return, without its cost
+	}
 	if strings.ContainsAny(s, "\r\n<>") {
 		return "", errors.New("not a bare email address")
 	}
@@ -167,6 +170,37 @@ func parseAddress(s string) (string, error) {
 		return "", errors.New("not a bare email address")
 	}
 	return a.Address, nil
+}
+
+// plainAddress reports whether s is an address of the common kind that
+// net/mail accepts and returns unchanged: a dot-atom local part, "@", and a
+// domain of letters, digits and hyphens in dot-separated labels.
+func plainAddress(s string) bool {
+	at := strings.IndexByte(s, '@')
+	if at <= 0 || at == len(s)-1 {
+		return false
+	}
+	return dotAtom(s[:at], atext) && dotAtom(s[at+1:], func(ch byte) bool {
+		return ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-'
+	})
+}
+
+// dotAtom reports whether s is runs of allowed bytes joined by single dots.
+func dotAtom(s string, allowed func(byte) bool) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case ch == '.':
+			if s[i-1] == '.' {
+				return false
+			}
+		case !allowed(ch):
+			return false
+		}
+	}
+	return true
 }
 
 // validIDDomain reports whether d can stand right of the @ in a Message-ID

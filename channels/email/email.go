@@ -4,15 +4,18 @@
 //
 // A Sender keeps a pool of SMTP connections open and runs one transaction per
 // message on them (MAIL, RCPT, DATA), because dialing per message costs most
-// of the throughput. Connections are dialed on first use, replaced after a
-// connection-level error and reset (RSET) after the server refused a message.
+// of the throughput. go-mail dials, upgrades to TLS and authenticates; the
+// transaction the adapter runs itself on go-mail's connection, pipelined
+// (RFC 2920) when the server offers it: MAIL, RCPT and DATA in one write,
+// then the content, two round trips per message. Connections are dialed on
+// first use, replaced after a connection-level error and reset (RSET) after
+// the server refused a message.
 // Errors are classified with channels.Transient / channels.Permanent and
 // carry the message key, never addresses, bodies or the server's reply text
 // (which often quotes the address).
 package email
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -38,8 +41,9 @@ var ErrClosed = errors.New("email sender closed")
 // Sender sends email over a pool of kept-open SMTP connections. It is safe
 // for concurrent use; create it with New and release it with Close.
 type Sender struct {
-	cfg  Config
-	from *netmail.Address
+	cfg     Config
+	from    *netmail.Address
+	envFrom string // "<from>" for MAIL FROM
 
 	// idle holds the connections not in use; a Send takes one and puts it
 	// back, so each connection serves one goroutine at a time.
@@ -59,11 +63,12 @@ func New(cfg Config) (*Sender, error) {
 		return nil, err
 	}
 	s := &Sender{
-		cfg:  cfg,
-		from: &netmail.Address{Name: cfg.FromName, Address: cfg.From},
-		idle: make(chan *conn, cfg.Pool),
-		done: make(chan struct{}),
-		out:  cfg.Pool,
+		cfg:     cfg,
+		from:    &netmail.Address{Name: cfg.FromName, Address: cfg.From},
+		envFrom: envelope(cfg.From),
+		idle:    make(chan *conn, cfg.Pool),
+		done:    make(chan struct{}),
+		out:     cfg.Pool,
 	}
 	for range cfg.Pool {
 		c := &conn{}
@@ -119,11 +124,13 @@ func (s *Sender) Send(ctx context.Context, msg channels.Message) (channels.Recei
 		return channels.Receipt{}, channels.Permanent("invalid_message", errors.New("email: message has no key"))
 	}
 	id := messageID(msg.Key, s.cfg.MessageIDDomain)
-	body, err := s.compose(msg, to, id)
-	if err != nil {
+	buf := getBuffer()
+	defer putBuffer(buf)
+	if err := s.compose(buf, msg, to, id); err != nil {
 		return channels.Receipt{}, channels.Permanent("invalid_message",
 			fmt.Errorf("email %s: composing: %w", msg.Key, err))
 	}
+	data := dataContent(buf)
 	c, err := s.acquire(ctx)
 	if err != nil {
 		return channels.Receipt{}, fmt.Errorf("email %s: %w", msg.Key, err)
@@ -132,7 +139,7 @@ func (s *Sender) Send(ctx context.Context, msg channels.Message) (channels.Recei
 	if err := ctx.Err(); err != nil {
 		return channels.Receipt{}, fmt.Errorf("email %s: %w", msg.Key, ctxFailure("before sending", err))
 	}
-	if err := s.deliver(ctx, c, to, body); err != nil {
+	if err := s.deliver(ctx, c, envelope(to), data); err != nil {
 		return channels.Receipt{}, fmt.Errorf("email %s: %w", msg.Key, err)
 	}
 	return channels.Receipt{ProviderID: id}, nil
@@ -184,10 +191,11 @@ func (s *Sender) acquire(ctx context.Context) (*conn, error) {
 }
 
 // deliver runs the transaction on c, dialing first if c is not connected.
-// A kept-open connection that turns out dead at MAIL FROM, before the server
-// accepted anything (it hung up while idle, often with a 421 that is read as
-// the reply to MAIL, or it restarted), is replaced once.
-func (s *Sender) deliver(ctx context.Context, c *conn, to string, body []byte) error {
+// to is the envelope recipient ("<addr>"), data the DATA content with its
+// end-of-data line. A kept-open connection that turns out dead at MAIL FROM,
+// before the server accepted anything (it hung up while idle, often with a
+// 421 that is read as the reply to MAIL, or it restarted), is replaced once.
+func (s *Sender) deliver(ctx context.Context, c *conn, to string, data []byte) error {
 	for attempt := 0; ; attempt++ {
 		reused := c.smtp != nil
 		if !reused {
@@ -195,7 +203,7 @@ func (s *Sender) deliver(ctx context.Context, c *conn, to string, body []byte) e
 				return err
 			}
 		}
-		st, err := s.transact(ctx, c, to, body)
+		st, err := s.transact(ctx, c, to, data)
 		if err == nil {
 			return nil
 		}
@@ -219,7 +227,7 @@ const (
 
 // transact sends one message on the connected c. On a refusal the
 // transaction is reset and c stays usable; on any other error c is closed.
-func (s *Sender) transact(ctx context.Context, c *conn, to string, body []byte) (stage, error) {
+func (s *Sender) transact(ctx context.Context, c *conn, to string, data []byte) (stage, error) {
 	deadline := time.Now().Add(s.cfg.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -232,9 +240,9 @@ func (s *Sender) transact(ctx context.Context, c *conn, to string, body []byte) 
 	// Cancelling ctx aborts blocked I/O; the connection is not reused then.
 	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
 
-	st, err := c.transaction(envelope(s.from.Address), envelope(to), body)
+	st, inSync, err := c.transaction(s.envFrom, to, data)
 	if err != nil {
-		if !c.recoverable(err) {
+		if !inSync || !c.reset(err) {
 			c.discard()
 		}
 		err = classify(ctx, st, err)
@@ -248,31 +256,6 @@ func (s *Sender) transact(ctx context.Context, c *conn, to string, body []byte) 
 		return st, ctxFailure(string(st), ctx.Err())
 	}
 	return st, err
-}
-
-// compose renders the message to its wire form, before a connection is
-// taken, so the connection is held only for the SMTP dialogue.
-func (s *Sender) compose(msg channels.Message, to, id string) ([]byte, error) {
-	m := mail.NewMsg(mail.WithNoDefaultUserAgent())
-	m.FromMailAddress(s.from)
-	m.ToMailAddress(&netmail.Address{Name: oneLine(msg.ToName), Address: to})
-	m.Subject(oneLine(msg.Subject))
-	m.SetMessageIDWithValue(id)
-	m.SetDate()
-	m.SetBodyString(mail.TypeTextPlain, msg.Text)
-	if msg.HTML != "" {
-		// Already escaped by the renderer: passed through unchanged.
-		m.AddAlternativeString(mail.TypeTextHTML, msg.HTML)
-	}
-	// msg.Marketing: the RFC 8058 List-Unsubscribe and List-Unsubscribe-Post
-	// headers go here (m.SetListUnsubscribeOneClick) once the unsubscribe
-	// endpoint exists; its URL will come from a per-message field or a Config
-	// URL template.
-	var buf bytes.Buffer
-	if _, err := m.WriteTo(&buf); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 // envelope formats an address for MAIL FROM / RCPT TO: "<local@domain>".
@@ -325,6 +308,10 @@ type conn struct {
 	smtp *smtp.Client // nil while not connected
 	raw  net.Conn     // the connection under smtp, for deadlines
 
+	// Set by connect from the server's EHLO reply.
+	pipelining bool   // PIPELINING (RFC 2920) offered
+	mailParams string // parameters for MAIL FROM (" BODY=8BITMIME", …)
+
 	dialCtx  context.Context // the Send's context while connecting
 	stopDial func() bool
 }
@@ -367,33 +354,21 @@ func (c *conn) connect(ctx context.Context) error {
 		return classify(ctx, stageConnect, err)
 	}
 	c.smtp = sc
+	c.pipelining, _ = sc.Extension("PIPELINING")
+	// The MAIL FROM parameters go-mail's Client.Mail would send.
+	c.mailParams = ""
+	if ok, _ := sc.Extension("8BITMIME"); ok {
+		c.mailParams += " BODY=8BITMIME"
+	}
+	if ok, _ := sc.Extension("SMTPUTF8"); ok {
+		c.mailParams += " SMTPUTF8"
+	}
 	return nil
 }
 
-// transaction runs MAIL, RCPT, DATA and reports the stage it got to.
-func (c *conn) transaction(from, to string, body []byte) (stage, error) {
-	if err := c.smtp.Mail(from); err != nil {
-		return stageMail, err
-	}
-	if err := c.smtp.Rcpt(to); err != nil {
-		return stageRcpt, err
-	}
-	w, err := c.smtp.Data()
-	if err != nil {
-		return stageData, err
-	}
-	if _, err := w.Write(body); err != nil {
-		return stageData, err
-	}
-	if err := w.Close(); err != nil {
-		return stageDataEnd, err
-	}
-	return stageDataEnd, nil
-}
-
-// recoverable reports whether c is still usable after err: the server
-// refused with a reply (other than 421, closing) and RSET succeeded.
-func (c *conn) recoverable(err error) bool {
+// reset reports whether c is still usable after err: the server refused
+// with a reply (other than 421, closing) and RSET succeeded.
+func (c *conn) reset(err error) bool {
 	var reply *textproto.Error
 	if !errors.As(err, &reply) || reply.Code == 421 {
 		return false

@@ -1,6 +1,7 @@
 package email_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -402,8 +403,30 @@ func TestRedialAfterServerRestart(t *testing.T) {
 	}
 }
 
+// sinkVariants are the servers the dialogue is tested against: go-smtp
+// with and without PIPELINING, and the sink's own Discard-mode responder.
+var sinkVariants = []struct {
+	name string
+	cfg  smtpsink.Config
+}{
+	{"pipelining", smtpsink.Config{}},
+	{"lock-step", smtpsink.Config{NoPipelining: true}},
+	{"discard", smtpsink.Config{Mode: smtpsink.Discard}},
+}
+
+// Refusals at each stage are classified by their code, pipelined or not,
+// and leave the connection usable (after RSET) unless the server closes it.
 func TestRefusals(t *testing.T) {
 	t.Parallel()
+	for _, v := range sinkVariants {
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			testRefusals(t, v.cfg)
+		})
+	}
+}
+
+func testRefusals(t *testing.T, cfg smtpsink.Config) {
 	cases := []struct {
 		name      string
 		inject    func(s *smtpsink.Sink, to string)
@@ -420,7 +443,7 @@ func TestRefusals(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			sink := startSink(t, smtpsink.Config{})
+			sink := startSink(t, cfg)
 			sender := newSender(t, sink, func(cfg *email.Config) { cfg.Pool = 1 })
 			ctx := context.Background()
 			to := "erika.mustermann@example.org"
@@ -456,10 +479,56 @@ func TestRefusals(t *testing.T) {
 			if got := sink.Connections(); got != wantConns {
 				t.Errorf("connections = %d, want %d", got, wantConns)
 			}
-			if n := len(sink.Received(to)); n != 2 {
+			if n := sink.Count(); n != 2 {
+				t.Errorf("sink accepted %d, want 2 (warm-up and next)", n)
+			}
+			if n := len(sink.Received(to)); cfg.Mode == smtpsink.Keep && n != 2 {
 				t.Errorf("received %d, want 2 (warm-up and next)", n)
 			}
+			if p := sink.Pipelined(); cfg.NoPipelining && p != 0 || !cfg.NoPipelining && p < 2 {
+				t.Errorf("%d transactions pipelined", p)
+			}
 		})
+	}
+}
+
+// A server that offers PIPELINING gets MAIL, RCPT and DATA in one write; one
+// that does not gets them one by one. Both get the same message.
+func TestPipelining(t *testing.T) {
+	t.Parallel()
+	for _, v := range sinkVariants {
+		for _, noPipelining := range []bool{false, true} {
+			cfg := v.cfg
+			cfg.NoPipelining = noPipelining
+			t.Run(fmt.Sprintf("%s/no-pipelining=%t", v.name, noPipelining), func(t *testing.T) {
+				t.Parallel()
+				sink := startSink(t, cfg)
+				sender := newSender(t, sink, func(c *email.Config) { c.Pool = 1 })
+				const n = 5
+				for i := range n {
+					m := message(fmt.Sprintf("pipe-%d", i), "erika@example.org")
+					m.Text = ".Zeile mit Punkt\n.\nEnde"
+					if _, err := sender.Send(context.Background(), m); err != nil {
+						t.Fatalf("Send: %v", err)
+					}
+				}
+				want := n
+				if noPipelining {
+					want = 0
+				}
+				if sink.Count() != n || sink.Pipelined() != want {
+					t.Errorf("sink accepted %d, %d pipelined; want %d, %d", sink.Count(), sink.Pipelined(), n, want)
+				}
+				if sink.Connections() != 1 {
+					t.Errorf("connections = %d, want 1", sink.Connections())
+				}
+				for _, r := range sink.Received("erika@example.org") {
+					if r.ParseErr != nil || r.Text != ".Zeile mit Punkt\n.\nEnde" || r.HTML == "" {
+						t.Errorf("received text %q html %q (%v)", r.Text, r.HTML, r.ParseErr)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -478,10 +547,20 @@ func TestAuth(t *testing.T) {
 	if strings.Contains(err.Error(), "falsch") {
 		t.Errorf("error %q carries the password", err)
 	}
-	none := newSender(t, sink, nil)
+	none := newSender(t, sink, func(c *email.Config) { c.Pool = 1 })
 	_, err = none.Send(context.Background(), message("auth-none", "a@example.org"))
 	if !errors.Is(err, channels.ErrPermanent) {
 		t.Errorf("without credentials: %v, want permanent (server requires AUTH)", err)
+	}
+	// Pipelined, RCPT and DATA were refused too; MAIL's refusal counts.
+	if err == nil || !strings.Contains(err.Error(), "MAIL FROM refused") {
+		t.Errorf("without credentials: %v, want MAIL FROM refused", err)
+	}
+	if _, err := none.Send(context.Background(), message("auth-none-2", "a@example.org")); !errors.Is(err, channels.ErrPermanent) {
+		t.Errorf("again without credentials: %v, want permanent", err)
+	}
+	if sink.Count() != 1 {
+		t.Errorf("sink accepted %d, want 1", sink.Count())
 	}
 }
 
@@ -592,14 +671,27 @@ func TestCloseQuitsAndRefusesSends(t *testing.T) {
 }
 
 // BenchmarkSend measures hand-off throughput: parallel Sends through the
-// default pool of 8 connections to a sink that only counts.
+// default pool of 8 connections to a sink that only counts. Besides msgs/s
+// it reports the process's CPU time per message (client and sink together),
+// which a busy machine distorts less than the wall clock.
 func BenchmarkSend(b *testing.B) {
+	benchmarkSend(b, message("bench", "kunde@example.org"))
+}
+
+// BenchmarkSendLargeHTML is BenchmarkSend with a 30 kB HTML part.
+func BenchmarkSendLargeHTML(b *testing.B) {
+	m := message("bench", "kunde@example.org")
+	m.HTML = "<html><body>" + strings.Repeat("<p>Hallo Frau Müller, Strom &amp; Gas &lt;günstig&gt; – jetzt wechseln und sparen.</p>\n", 300) + "</body></html>"
+	benchmarkSend(b, m)
+}
+
+func benchmarkSend(b *testing.B, msg channels.Message) {
 	sink := startSink(b, smtpsink.Config{Mode: smtpsink.Discard})
 	sender := newSender(b, sink, nil)
-	msg := message("bench", "kunde@example.org")
 	b.SetParallelism(8) // 8×GOMAXPROCS goroutines: every pooled connection stays busy
+	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
 		for pb.Next() {
@@ -609,8 +701,140 @@ func BenchmarkSend(b *testing.B) {
 			}
 		}
 	})
+	if cpu := cpuTime() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/msg")
+	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 	if sink.Count() != b.N {
 		b.Errorf("sink counted %d, want %d", sink.Count(), b.N)
+	}
+}
+
+// RFC 2920 §3.1: a server may accept DATA although it refused every
+// recipient. The client then ends the empty message with a lone dot,
+// reports the RCPT refusal and resets; the connection stays usable.
+func TestPipelinedDataAcceptedAfterRefusal(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	seen := make(chan []string, 1)
+	go func() {
+		var log []string
+		defer func() { seen <- log }()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		reply := func(s string) { _, _ = c.Write([]byte(s + "\r\n")) }
+		reply("220 fake ESMTP")
+		refused := false
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			cmd := strings.TrimSpace(line)
+			verb, _, _ := strings.Cut(cmd, " ")
+			log = append(log, verb)
+			switch strings.ToUpper(verb) {
+			case "EHLO":
+				reply("250-fake\r\n250-PIPELINING\r\n250 8BITMIME")
+			case "MAIL", "RSET":
+				reply("250 2.0.0 OK")
+			case "RCPT":
+				refused = !refused // the first refused, the second accepted, …
+				if refused {
+					reply("550 5.1.1 <" + cmd + "> unknown")
+				} else {
+					reply("250 2.1.5 OK")
+				}
+			case "DATA":
+				reply("354 go ahead") // even without a valid recipient
+				lines := 0
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if l == ".\r\n" {
+						break
+					}
+					lines++
+				}
+				log = append(log, fmt.Sprintf("content:%t", lines > 0))
+				if refused {
+					reply("554 5.5.1 no valid recipients")
+				} else {
+					reply("250 2.0.0 queued")
+				}
+			case "QUIT":
+				reply("221 bye")
+				return
+			default:
+				reply("500 unknown")
+			}
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	s, err := email.New(email.Config{Host: "127.0.0.1", Port: port, TLS: email.TLSNone, From: from, Pool: 1, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, err = s.Send(ctx, message("refused", "erika@example.org"))
+	if errors.Is(err, channels.ErrTransient) || channels.Code(err) != "550" || !strings.Contains(fmt.Sprint(err), "RCPT TO refused: 550 5.1.1") {
+		t.Errorf("err = %v (code %q), want permanent 550 at RCPT TO", err, channels.Code(err))
+	}
+	if strings.Contains(fmt.Sprint(err), "erika") {
+		t.Errorf("error %q carries the address", err)
+	}
+	if _, err := s.Send(ctx, message("accepted", "erika@example.org")); err != nil {
+		t.Fatalf("Send after the refusal: %v", err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(<-seen, " ")
+	want := "EHLO MAIL RCPT DATA content:false RSET MAIL RCPT DATA content:true QUIT"
+	if got != want {
+		t.Errorf("server saw\n%s\nwant\n%s", got, want)
+	}
+}
+
+// The parts are quoted-printable however go-mail is told so (see
+// streamQP), and decode to the text and HTML given, long lines included.
+func TestQuotedPrintableParts(t *testing.T) {
+	t.Parallel()
+	sink := startSink(t, smtpsink.Config{})
+	sender := newSender(t, sink, nil)
+	m := message("qp", "erika@example.org")
+	m.Text = "Grüße\n" + strings.Repeat("lange Zeile ", 40) + "\n.\n.Punkt am Anfang\nEnde "
+	m.HTML = "<p>" + strings.Repeat("Strom &amp; Gas – günstig. ", 2000) + "</p>\n.\n<p>Ende</p>"
+	if _, err := sender.Send(context.Background(), m); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	r := sink.Received("erika@example.org")[0]
+	if r.ParseErr != nil {
+		t.Fatalf("sink could not parse the mail: %v", r.ParseErr)
+	}
+	if r.Text != strings.ReplaceAll(m.Text, "\r\n", "\n") || r.HTML != m.HTML {
+		t.Errorf("decoded parts differ:\ntext %q\nhtml %.200q…", r.Text, r.HTML)
+	}
+	raw := string(r.Raw)
+	if n := strings.Count(strings.ToLower(raw), "content-transfer-encoding: quoted-printable\r\n"); n != 2 {
+		t.Errorf("%d quoted-printable parts, want 2:\n%.2000s", n, raw)
+	}
+	if !strings.Contains(raw, "Gr=C3=BC=C3=9Fe") {
+		t.Errorf("text part not quoted-printable encoded:\n%.2000s", raw)
+	}
+	for i, line := range strings.Split(raw, "\r\n") {
+		if len(line) > 78 {
+			t.Fatalf("line %d is %d characters long", i, len(line))
+		}
 	}
 }

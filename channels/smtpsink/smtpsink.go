@@ -1,10 +1,14 @@
-// Package smtpsink is an in-process SMTP server for tests and benchmarks,
-// built on github.com/emersion/go-smtp. It accepts every message on
-// 127.0.0.1, stores it parsed for assertions (envelope, decoded Subject,
-// Message-ID, List-Unsubscribe, text and HTML parts) indexed by recipient,
-// or in Discard mode only counts it. Failures can be injected per recipient
-// (FailNext), and the connections it saw are counted (Connections) and can
-// be dropped (DropConnections) to test reconnecting clients.
+// Package smtpsink is an in-process SMTP server for tests and benchmarks.
+// It accepts every message on 127.0.0.1 and, in Keep mode (built on
+// github.com/emersion/go-smtp), stores it parsed for assertions (envelope,
+// decoded Subject, Message-ID, List-Unsubscribe, text and HTML parts)
+// indexed by recipient. In Discard mode, where it stands in for an external
+// provider in benchmarks, a minimal built-in responder only counts messages:
+// it neither parses nor keeps them and allocates next to nothing per
+// message. Failures can be injected per recipient (FailNext), the
+// connections it saw are counted (Connections) and can be dropped
+// (DropConnections) to test reconnecting clients, and Pipelined tells
+// whether a client used PIPELINING (RFC 2920).
 //
 // It speaks plain SMTP only (no TLS); AUTH PLAIN is accepted without TLS.
 package smtpsink
@@ -31,8 +35,8 @@ type Mode int
 const (
 	// Keep parses and stores every message (the default).
 	Keep Mode = iota
-	// Discard reads the content to io.Discard and only counts messages: a
-	// benchmark measures the client, not the sink.
+	// Discard skips the content and only counts messages: a benchmark
+	// measures the client, not the sink.
 	Discard
 )
 
@@ -55,6 +59,10 @@ type Config struct {
 	// client that sent nothing for that long, as real servers do. Default 0:
 	// connections stay open.
 	IdleTimeout time.Duration
+	// NoPipelining leaves PIPELINING (RFC 2920) out of the EHLO reply, for
+	// testing a client's lock-step fallback. Default false: offered, as by
+	// most servers.
+	NoPipelining bool
 }
 
 // Mail is one accepted message as the sink parsed it.
@@ -95,15 +103,23 @@ type Sink struct {
 	ln     net.Listener
 	served chan struct{}
 
-	count atomic.Int64
-	conns atomic.Int64
+	count     atomic.Int64
+	conns     atomic.Int64
+	pipelined atomic.Int64
+	failures  atomic.Int64 // injected failures not yet used
+
+	// handlers counts the Discard-mode connection goroutines.
+	handlers sync.WaitGroup
 
 	mu       sync.Mutex
 	all      []Mail
 	byRcpt   map[string][]int // lower-cased recipient → indexes into all
 	failRcpt map[string][]int // lower-cased recipient → SMTP codes for RCPT
 	failData map[string][]int // lower-cased recipient → SMTP codes for DATA
-	sessions map[*session]struct{}
+	// clients are the open client connections, true once greeted (only
+	// greeted ones in Keep mode).
+	clients map[net.Conn]bool
+	closed  bool // Close was called (Discard mode)
 }
 
 // Start listens on cfg.Addr and serves until Close. ctx bounds only the
@@ -136,7 +152,11 @@ func Start(ctx context.Context, cfg Config) (*Sink, error) {
 		byRcpt:   map[string][]int{},
 		failRcpt: map[string][]int{},
 		failData: map[string][]int{},
-		sessions: map[*session]struct{}{},
+		clients:  map[net.Conn]bool{},
+	}
+	if cfg.Mode == Discard {
+		go s.serveDiscard()
+		return s, nil
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = cfg.Domain
@@ -147,7 +167,7 @@ func Start(ctx context.Context, cfg Config) (*Sink, error) {
 	s.server = srv
 	go func() {
 		defer close(s.served)
-		_ = srv.Serve(ln) // returns when Close closes the listener
+		_ = srv.Serve(countingListener{ln, cfg.NoPipelining}) // returns when Close closes the listener
 	}()
 	return s, nil
 }
@@ -164,6 +184,9 @@ func (s *Sink) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
 // Close stops listening, closes all connections and waits for the server
 // loop to end. Stored messages stay readable.
 func (s *Sink) Close() error {
+	if s.server == nil {
+		return s.closeDiscard()
+	}
 	err := s.server.Close()
 	// The server closes only listeners its Serve has registered; Serve may
 	// not have run yet, so close ours too (Serve then returns at once).
@@ -184,11 +207,23 @@ func (s *Sink) Count() int { return int(s.count.Load()) }
 // with EHLO/HELO) the sink has seen.
 func (s *Sink) Connections() int { return int(s.conns.Load()) }
 
-// Open is the number of client connections open now.
+// Pipelined is the number of transactions whose MAIL FROM, RCPT TO and
+// DATA commands reached the sink in one read from the connection: sent
+// together by a client using PIPELINING (RFC 2920), where a lock-step client
+// waits for each reply.
+func (s *Sink) Pipelined() int { return int(s.pipelined.Load()) }
+
+// Open is the number of client connections (that greeted) open now.
 func (s *Sink) Open() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.sessions)
+	n := 0
+	for _, greeted := range s.clients {
+		if greeted {
+			n++
+		}
+	}
+	return n
 }
 
 // Received returns the stored messages addressed to recipient to (envelope
@@ -218,6 +253,7 @@ func (s *Sink) FailNext(rcpt string, code int) {
 	defer s.mu.Unlock()
 	k := strings.ToLower(rcpt)
 	s.failRcpt[k] = append(s.failRcpt[k], code)
+	s.failures.Add(1)
 }
 
 // FailNextData makes the next message for rcpt be refused with code after
@@ -227,6 +263,7 @@ func (s *Sink) FailNextData(rcpt string, code int) {
 	defer s.mu.Unlock()
 	k := strings.ToLower(rcpt)
 	s.failData[k] = append(s.failData[k], code)
+	s.failures.Add(1)
 }
 
 // DropConnections closes every open client connection (the listener keeps
@@ -234,19 +271,24 @@ func (s *Sink) FailNextData(rcpt string, code int) {
 // timeout as the client sees it.
 func (s *Sink) DropConnections() int {
 	s.mu.Lock()
-	open := make([]*smtp.Conn, 0, len(s.sessions))
-	for sess := range s.sessions {
-		open = append(open, sess.conn)
+	open := make([]net.Conn, 0, len(s.clients))
+	for c, greeted := range s.clients {
+		if greeted {
+			open = append(open, c)
+		}
 	}
 	s.mu.Unlock()
 	for _, c := range open {
-		_ = c.Conn().Close()
+		_ = c.Close()
 	}
 	return len(open)
 }
 
 // takeFailure pops the next injected code for rcpt from m.
 func (s *Sink) takeFailure(m map[string][]int, rcpt string) int {
+	if s.failures.Load() == 0 {
+		return 0
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(m) == 0 {
@@ -262,6 +304,7 @@ func (s *Sink) takeFailure(m map[string][]int, rcpt string) int {
 	} else {
 		m[k] = codes[1:]
 	}
+	s.failures.Add(-1)
 	return codes[0]
 }
 
@@ -278,11 +321,51 @@ func (s *Sink) store(m Mail) {
 
 func (s *Sink) newSession(c *smtp.Conn) (smtp.Session, error) {
 	s.conns.Add(1)
-	sess := &session{sink: s, conn: c}
+	cc, _ := c.Conn().(*countingConn)
+	sess := &session{sink: s, conn: c, counted: cc}
 	s.mu.Lock()
-	s.sessions[sess] = struct{}{}
+	s.clients[c.Conn()] = true
 	s.mu.Unlock()
 	return sess, nil
+}
+
+// countingListener hands go-smtp connections that count their reads (for
+// Pipelined) and can hide PIPELINING.
+type countingListener struct {
+	net.Listener
+	hidePipelining bool
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, hidePipelining: l.hidePipelining}, nil
+}
+
+// countingConn is a client connection as go-smtp sees it. Only the
+// connection's own goroutine reads and writes it.
+type countingConn struct {
+	net.Conn
+	reads          int
+	hidePipelining bool
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	c.reads++
+	return c.Conn.Read(p)
+}
+
+// pipeliningLine is how go-smtp advertises PIPELINING: always the second
+// line of its EHLO reply, written on its own.
+const pipeliningLine = "250-PIPELINING\r\n"
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	if c.hidePipelining && string(p) == pipeliningLine {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
 }
 
 // injected builds the reply for an injected failure code.
@@ -298,13 +381,16 @@ func injected(code int) *smtp.SMTPError {
 	}
 }
 
-// session is one SMTP connection's state.
+// session is one SMTP connection's state (Keep mode).
 type session struct {
-	sink   *Sink
-	conn   *smtp.Conn
-	authed bool
-	from   string
-	rcpts  []string
+	sink    *Sink
+	conn    *smtp.Conn
+	counted *countingConn // conn's net.Conn
+	authed  bool
+	from    string
+	rcpts   []string
+	// mailReads is counted.reads when MAIL FROM arrived.
+	mailReads int
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -330,6 +416,9 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 		return smtp.ErrAuthRequired
 	}
 	ss.from = from
+	if ss.counted != nil {
+		ss.mailReads = ss.counted.reads
+	}
 	return nil
 }
 
@@ -343,17 +432,10 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 func (ss *session) Data(r io.Reader) error {
 	s := ss.sink
-	if s.cfg.Mode == Discard {
-		if _, err := io.Copy(io.Discard, r); err != nil {
-			return err
-		}
-		for _, rcpt := range ss.rcpts {
-			if code := s.takeFailure(s.failData, rcpt); code != 0 {
-				return injected(code)
-			}
-		}
-		s.count.Add(1)
-		return nil
+	// go-smtp calls Data before it reads the content, which the client
+	// sends only after the 354.
+	if ss.counted != nil && ss.counted.reads == ss.mailReads {
+		s.pipelined.Add(1)
 	}
 	raw, err := io.ReadAll(r)
 	if err != nil {
@@ -374,12 +456,12 @@ func (ss *session) Data(r io.Reader) error {
 
 func (ss *session) Reset() {
 	ss.from = ""
-	ss.rcpts = nil
+	ss.rcpts = ss.rcpts[:0]
 }
 
 func (ss *session) Logout() error {
 	ss.sink.mu.Lock()
-	delete(ss.sink.sessions, ss)
+	delete(ss.sink.clients, ss.conn.Conn())
 	ss.sink.mu.Unlock()
 	return nil
 }

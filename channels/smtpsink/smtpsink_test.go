@@ -117,28 +117,51 @@ func replyCode(err error) int {
 	return 0
 }
 
+// modes runs f for each Mode as a parallel subtest.
+func modes(t *testing.T, f func(t *testing.T, mode smtpsink.Mode)) {
+	t.Helper()
+	for _, m := range []struct {
+		name string
+		mode smtpsink.Mode
+	}{{"keep", smtpsink.Keep}, {"discard", smtpsink.Discard}} {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, m.mode)
+		})
+	}
+}
+
 func TestFailNextThenRecovers(t *testing.T) {
 	t.Parallel()
-	s := start(t, smtpsink.Config{})
-	s.FailNext("b@example.org", 451)
-	s.FailNextData("b@example.org", 554)
-	if err := send(s.Addr(), "a@example.org", "b@example.org", rawMail); replyCode(err) != 451 {
-		t.Fatalf("first send: %v, want a 451 reply", err)
-	}
-	if err := send(s.Addr(), "a@example.org", "b@example.org", rawMail); replyCode(err) != 554 {
-		t.Fatalf("second send: %v, want a 554 reply", err)
-	}
-	if err := send(s.Addr(), "a@example.org", "b@example.org", rawMail); err != nil {
-		t.Fatalf("third send: %v", err)
-	}
-	if n := len(s.Received("b@example.org")); n != 1 {
-		t.Errorf("stored %d mails, want 1 (refused ones are not stored)", n)
-	}
+	modes(t, func(t *testing.T, mode smtpsink.Mode) {
+		s := start(t, smtpsink.Config{Mode: mode})
+		s.FailNext("b@example.org", 451)
+		s.FailNextData("B@example.org", 554)
+		if err := send(s.Addr(), "a@example.org", "b@example.org", rawMail); replyCode(err) != 451 {
+			t.Fatalf("first send: %v, want a 451 reply", err)
+		}
+		if err := send(s.Addr(), "a@example.org", "b@example.org", rawMail); replyCode(err) != 554 {
+			t.Fatalf("second send: %v, want a 554 reply", err)
+		}
+		if err := send(s.Addr(), "a@example.org", "b@example.org", rawMail); err != nil {
+			t.Fatalf("third send: %v", err)
+		}
+		if s.Count() != 1 {
+			t.Errorf("Count = %d, want 1 (refused ones are not counted)", s.Count())
+		}
+		if n := len(s.Received("b@example.org")); mode == smtpsink.Keep && n != 1 {
+			t.Errorf("stored %d mails, want 1 (refused ones are not stored)", n)
+		}
+	})
 }
 
 func TestAuthRequiredWhenConfigured(t *testing.T) {
 	t.Parallel()
-	s := start(t, smtpsink.Config{Username: "dw", Password: "geheim"})
+	modes(t, testAuthRequiredWhenConfigured)
+}
+
+func testAuthRequiredWhenConfigured(t *testing.T, mode smtpsink.Mode) {
+	s := start(t, smtpsink.Config{Mode: mode, Username: "dw", Password: "geheim"})
 	dial := func() *smtp.Client {
 		c, err := smtp.Dial(s.Addr())
 		if err != nil {
@@ -167,7 +190,11 @@ func TestAuthRequiredWhenConfigured(t *testing.T) {
 
 func TestConnectionsCountedAndDropped(t *testing.T) {
 	t.Parallel()
-	s := start(t, smtpsink.Config{})
+	modes(t, testConnectionsCountedAndDropped)
+}
+
+func testConnectionsCountedAndDropped(t *testing.T, mode smtpsink.Mode) {
+	s := start(t, smtpsink.Config{Mode: mode})
 	c, err := smtp.Dial(s.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -212,5 +239,166 @@ func TestStartValidates(t *testing.T) {
 			_ = s.Close()
 			t.Errorf("Start(%+v) succeeded, want an error", cfg)
 		}
+	}
+}
+
+// dialRaw connects a bare textproto client and reads the greeting.
+func dialRaw(t *testing.T, s *smtpsink.Sink) *textproto.Conn {
+	t.Helper()
+	c, err := textproto.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if _, _, err := c.ReadResponse(220); err != nil {
+		t.Fatalf("greeting: %v", err)
+	}
+	return c
+}
+
+// expect reads one reply per code.
+func expect(t *testing.T, c *textproto.Conn, codes ...int) {
+	t.Helper()
+	for _, code := range codes {
+		if _, msg, err := c.ReadResponse(code); err != nil {
+			t.Fatalf("want %d: %v %q", code, err, msg)
+		}
+	}
+}
+
+func raw(t *testing.T, c *textproto.Conn, s string) {
+	t.Helper()
+	if _, err := c.W.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.W.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPipelinedCounted(t *testing.T) {
+	t.Parallel()
+	modes(t, func(t *testing.T, mode smtpsink.Mode) {
+		s := start(t, smtpsink.Config{Mode: mode})
+		c := dialRaw(t, s)
+		raw(t, c, "EHLO client.example\r\n")
+		_, ehlo, err := c.ReadResponse(250)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(ehlo, "\nPIPELINING") {
+			t.Errorf("EHLO reply does not offer PIPELINING:\n%s", ehlo)
+		}
+		// Pipelined: MAIL, RCPT and DATA in one write; dot-stuffed content.
+		raw(t, c, "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+		expect(t, c, 250, 250, 354)
+		raw(t, c, "Subject: pipelined\r\n\r\n..leading dot\r\n.\r\n")
+		expect(t, c, 250)
+		// Lock-step.
+		for _, step := range []struct {
+			cmd  string
+			code int
+		}{{"MAIL FROM:<a@example.org>", 250}, {"RCPT TO:<b@example.org>", 250}, {"DATA", 354}, {"Subject: lock-step\r\n\r\nbody\r\n.", 250}} {
+			raw(t, c, step.cmd+"\r\n")
+			expect(t, c, step.code)
+		}
+		raw(t, c, "QUIT\r\n")
+		expect(t, c, 221)
+		if s.Count() != 2 || s.Pipelined() != 1 {
+			t.Errorf("Count = %d, Pipelined = %d, want 2, 1", s.Count(), s.Pipelined())
+		}
+		if mode == smtpsink.Keep {
+			got := s.Received("b@example.org")
+			if len(got) != 2 || got[0].Subject != "pipelined" || got[0].Text != ".leading dot\n" {
+				t.Errorf("received %+v", got)
+			}
+		}
+	})
+}
+
+func TestNoPipelining(t *testing.T) {
+	t.Parallel()
+	modes(t, func(t *testing.T, mode smtpsink.Mode) {
+		s := start(t, smtpsink.Config{Mode: mode, NoPipelining: true})
+		c := dialRaw(t, s)
+		raw(t, c, "EHLO client.example\r\n")
+		_, ehlo, err := c.ReadResponse(250)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(ehlo, "PIPELINING") || !strings.Contains(ehlo, "8BITMIME") {
+			t.Errorf("EHLO reply:\n%s\nwant 8BITMIME and no PIPELINING", ehlo)
+		}
+		if err := send(s.Addr(), "a@example.org", "b@example.org", rawMail); err != nil {
+			t.Fatalf("SendMail: %v", err)
+		}
+		if s.Count() != 1 {
+			t.Errorf("Count = %d, want 1", s.Count())
+		}
+	})
+}
+
+// After a refused RCPT, the DATA that a pipelining client sent with it is
+// refused too, and the connection goes on.
+func TestPipelinedRefusal(t *testing.T) {
+	t.Parallel()
+	modes(t, func(t *testing.T, mode smtpsink.Mode) {
+		s := start(t, smtpsink.Config{Mode: mode})
+		s.FailNext("b@example.org", 550)
+		c := dialRaw(t, s)
+		raw(t, c, "EHLO client.example\r\n")
+		expect(t, c, 250)
+		raw(t, c, "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+		expect(t, c, 250, 550)
+		if code, _, err := c.ReadResponse(354); err == nil || code/100 != 5 {
+			t.Fatalf("DATA after the refused RCPT: %d %v, want a 5xx", code, err)
+		}
+		raw(t, c, "RSET\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+		expect(t, c, 250, 250, 250, 354)
+		raw(t, c, "\r\n.\r\n")
+		expect(t, c, 250)
+		if s.Count() != 1 {
+			t.Errorf("Count = %d, want 1", s.Count())
+		}
+	})
+}
+
+func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
+	modes(t, func(t *testing.T, mode smtpsink.Mode) {
+		s := start(t, smtpsink.Config{Mode: mode, IdleTimeout: 50 * time.Millisecond})
+		c := dialRaw(t, s)
+		if code, _, err := c.ReadResponse(0); code != 421 {
+			t.Fatalf("idle client got %d %v, want 421", code, err)
+		}
+		if _, err := c.ReadLine(); err == nil {
+			t.Error("connection still open after the idle timeout")
+		}
+	})
+}
+
+func TestDiscardCloseEndsConnections(t *testing.T) {
+	t.Parallel()
+	s, err := smtpsink.Start(t.Context(), smtpsink.Config{Mode: smtpsink.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, s)
+	raw(t, c, "EHLO client.example\r\n")
+	expect(t, c, 250)
+	if s.Open() != 1 {
+		t.Errorf("Open = %d, want 1", s.Open())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := c.ReadLine(); err == nil {
+		t.Error("connection still open after Close")
+	}
+	if s.Open() != 0 {
+		t.Errorf("Open = %d after Close", s.Open())
 	}
 }

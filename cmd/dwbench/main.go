@@ -57,6 +57,7 @@ type options struct {
 	latencySecs int
 	keepDir     bool
 	serveArgs   string
+	pgStats     bool
 }
 
 func main() {
@@ -69,6 +70,7 @@ func main() {
 	flag.IntVar(&o.latencySecs, "latency-seconds", 15, "duration of the latency phase")
 	flag.BoolVar(&o.keepDir, "keep", false, "keep the working directory")
 	flag.StringVar(&o.serveArgs, "serve-args", "", "extra flags for dialogwerk serve, space-separated")
+	flag.BoolVar(&o.pgStats, "pg-stats", false, "print PostgreSQL's costliest statements (pg_stat_statements) after the throughput phase")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -100,7 +102,11 @@ func run(ctx context.Context, o options) error {
 	}
 
 	fmt.Println("bench: starting durable PostgreSQL (fsync on) …")
-	pg, err := pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(work, "pg"), Logger: log})
+	var settings []string
+	if o.pgStats {
+		settings = append(settings, "shared_preload_libraries = 'pg_stat_statements'", "pg_stat_statements.track = all")
+	}
+	pg, err := pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(work, "pg"), Logger: log, Settings: settings})
 	if err != nil {
 		return err
 	}
@@ -116,6 +122,11 @@ func run(ctx context.Context, o options) error {
 	defer pool.Close()
 	if _, err := migrations.Up(ctx, pool); err != nil {
 		return err
+	}
+	if o.pgStats {
+		if _, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+			return err
+		}
 	}
 	var fsync string
 	_ = pool.QueryRow(ctx, "SHOW fsync").Scan(&fsync)
@@ -194,6 +205,12 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("bench: ingest %d events in %s (%.0f/s); end to end in %s (%.0f events/s, %.0f messages/s dispatched; %d sent, %d suppressed, %d failed; sink %d mails, sim %d sms/whatsapp)\n",
 		o.events, ingest.Round(time.Millisecond), ingestEPS, e2e.Round(time.Millisecond), e2eEPS, float64(sent)/e2e.Seconds(),
 		sent, suppressed, failed, sink.Count(), sim.Count())
+
+	if o.pgStats {
+		if err := printPGStats(ctx, pool); err != nil {
+			return err
+		}
+	}
 
 	// Phase 2: latency at a fixed offered load.
 	fmt.Printf("bench: latency phase: %d events/s for %ds …\n", o.rate, o.latencySecs)
@@ -476,4 +493,23 @@ func procCPU(pid string) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+func printPGStats(ctx context.Context, pool *pgxpool.Pool) error {
+	rows, err := pool.Query(ctx, `SELECT calls, round(total_exec_time)::bigint, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	fmt.Println("bench: costliest PostgreSQL statements (calls, total ms, rows, query):")
+	for rows.Next() {
+		var calls, ms, n int64
+		var q string
+		if err := rows.Scan(&calls, &ms, &n, &q); err != nil {
+			return err
+		}
+		fmt.Printf("  %7d %7d %8d  %s\n", calls, ms, n, q)
+	}
+	return rows.Err()
 }

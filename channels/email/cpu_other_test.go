@@ -1,0 +1,8 @@
+//go:build !unix
+
+package email_test
+
+import "time"
+
+// cpuTime is not measured here; benchmarks then skip their CPU metric.
+func cpuTime() time.Duration { return 0 }
