@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,9 @@ type config struct {
 	LogLevel string
 	// DebugListen serves /debug/pprof when set.
 	DebugListen string
+	// GCPercent and MemoryLimit tune Go's garbage collector.
+	GCPercent   int
+	MemoryLimit string
 
 	NATSURL        string
 	NATSListen     string
@@ -73,6 +77,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	str(&c.Tenant, "tenant", "musterstadt", "utility this deployment serves (one NATS subject token)")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.DebugListen, "debug-listen", "", "host:port serving Go's /debug/pprof profiles; empty: off")
+	num(&c.GCPercent, "gc-percent", 200, "Go GC target percentage (GOGC), unless GOGC is set")
+	str(&c.MemoryLimit, "memory-limit", "200MiB", "soft memory limit of the Go heap (GOMEMLIMIT; KiB/MiB/GiB), unless GOMEMLIMIT is set; 0: none")
 
 	str(&c.NATSURL, "nats-url", "", "external NATS server/cluster URL(s); empty runs an embedded nats-server")
 	str(&c.NATSListen, "nats-listen", "", "host:port where the embedded NATS server accepts outside clients; empty: in-process only")
@@ -183,4 +189,41 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// applyGC sets the garbage collector's target and soft memory limit, unless
+// the standard GOGC / GOMEMLIMIT environment variables already did. A higher
+// target trades memory for CPU; the limit keeps the trade bounded.
+func (c *config) applyGC() error {
+	if _, ok := os.LookupEnv("GOGC"); !ok && c.GCPercent > 0 {
+		debug.SetGCPercent(c.GCPercent)
+	}
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+		return nil
+	}
+	n, err := parseBytes(c.MemoryLimit)
+	if err != nil {
+		return fmt.Errorf("--memory-limit: %w", err)
+	}
+	if n > 0 {
+		debug.SetMemoryLimit(n)
+	}
+	return nil
+}
+
+// parseBytes reads "200MiB", "1GiB", "512KiB" or a plain byte count.
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if v, ok := strings.CutSuffix(s, suffix); ok {
+			s, mult = v, m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("want a size like 200MiB, got %q", s)
+	}
+	return n * mult, nil
 }

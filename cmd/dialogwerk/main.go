@@ -89,6 +89,9 @@ func cmdServe(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := cfg.applyGC(); err != nil {
+		return err
+	}
 	log := newLogger(cfg.LogLevel)
 	a, err := startApp(ctx, &cfg, log)
 	if err != nil {
