@@ -43,6 +43,8 @@ fuzz: ## fuzz the parsers of outside input for a short while each
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s -fuzzminimizetime 5s ./triggers/events
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s -fuzzminimizetime 5s ./triggers/webhook
 	$(GO) test -run '^$$' -fuzz FuzzParseCampaign -fuzztime 30s -fuzzminimizetime 5s ./triggers/campaigns
+	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 30s -fuzzminimizetime 5s ./channels/twiliosim
+	$(GO) test -run '^$$' -fuzz FuzzSegments -fuzztime 30s -fuzzminimizetime 5s ./channels/twilio
 
 .PHONY: build
 build: ## build bin/dialogwerk

@@ -112,8 +112,7 @@ func TestRedeliveredEventIsNotSentTwice(t *testing.T) {
 	h.waitOutcomes(1)
 	// The same CloudEvent arrives again after JetStream's duplicate window
 	// (published under another message id): the engine must recognise it.
-	msg := &jetstreamMsg{subject: h.bus.Subject(ev.Type), data: ev.Raw}
-	if _, err := h.bus.JetStream().Publish(context.Background(), msg.subject, msg.data, jetstream.WithMsgID("other-id")); err != nil {
+	if _, err := h.bus.JetStream().Publish(context.Background(), h.bus.Subject(ev.Type), ev.Raw, jetstream.WithMsgID("other-id")); err != nil {
 		t.Fatal(err)
 	}
 	waitConsumerIdle(t, h)
@@ -125,11 +124,6 @@ func TestRedeliveredEventIsNotSentTwice(t *testing.T) {
 	if decisions != 1 || messages != 1 {
 		t.Errorf("decisions=%d messages=%d, want 1 and 1", decisions, messages)
 	}
-}
-
-type jetstreamMsg struct {
-	subject string
-	data    []byte
 }
 
 // waitConsumerIdle waits until the engine acked everything in the stream.

@@ -19,10 +19,10 @@ import (
 
 // plan is what a batch will do with one event.
 type plan struct {
-	it      *item
-	record  *journal.EventRecord // outcome row, written at the end
-	defer_  bool                 // another attempt is still in flight: redeliver later
-	deadMsg string               // dead-letter reason, if any
+	it       *item
+	record   *journal.EventRecord // outcome row, written at the end
+	deferred bool                 // another attempt is still in flight: redeliver later
+	deadMsg  string               // dead-letter reason, if any
 }
 
 // dispatch is one message to hand off.
@@ -124,7 +124,7 @@ func (e *Engine) process(ctx context.Context, batch []item) {
 			continue
 		}
 		if err := e.deadLetter(ctx, p); err != nil {
-			p.defer_ = true
+			p.deferred = true
 			continue
 		}
 		if p.it.bad == nil {
@@ -165,7 +165,7 @@ func (e *Engine) process(ctx context.Context, batch []item) {
 				continue
 			}
 			if now.Sub(pm.CreatedAt) < e.cfg.AckWait {
-				planOf[pm.DecisionID].defer_ = true
+				planOf[pm.DecisionID].deferred = true
 				continue
 			}
 			outs = append(outs, journal.Outcome{MessageID: pm.ID, Status: journal.StatusInterrupted,
@@ -190,7 +190,7 @@ func (e *Engine) process(ctx context.Context, batch []item) {
 	}
 	var records []journal.EventRecord
 	for _, p := range plans {
-		if p.record != nil && !p.defer_ && !cut[p] {
+		if p.record != nil && !p.deferred && !cut[p] {
 			records = append(records, *p.record)
 		}
 	}
@@ -203,7 +203,7 @@ func (e *Engine) process(ctx context.Context, batch []item) {
 		case cut[p]:
 			// Stopping hard: leave it unacked; the redelivery records the
 			// cut-short hand-off as interrupted.
-		case p.defer_:
+		case p.deferred:
 			if err := p.it.msg.NakWithDelay(e.cfg.AckWait / 2); err != nil {
 				e.log.LogAttrs(ctx, slog.LevelWarn, "nak failed", slog.Any("error", err))
 			}

@@ -6,7 +6,6 @@ package journal
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -330,6 +329,3 @@ func nullable(s string) *string {
 	}
 	return &s
 }
-
-// ErrNoCustomer is returned by reads for a customer without records.
-var ErrNoCustomer = errors.New("no records for customer")
