@@ -22,13 +22,13 @@ $(MAILDEV):
 	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error maildev@$(MAILDEV_VERSION)
 
 .PHONY: run
-run: tools ## run the demo town Musterstadt on embedded defaults and keep it up for a person to look
-	$(GO) run ./cmd/dialogwerk demo --keep --listen 127.0.0.1:8080 --sim-listen 127.0.0.1:8090 \
+run: tools build ## run the demo town Musterstadt on embedded defaults and keep it up for a person to look
+	./bin/dialogwerk demo --keep --listen 127.0.0.1:8080 --sim-listen 127.0.0.1:8090 \
 		--maildev-web-port 1080 --maildev-smtp-port 1025
 
 .PHONY: demo
-demo: tools ## run the demo non-interactively; prints the summary line
-	$(GO) run ./cmd/dialogwerk demo
+demo: tools build ## run the demo non-interactively; prints the summary line
+	./bin/dialogwerk demo
 
 .PHONY: test
 test: tools ## run the whole test suite with -race against real PostgreSQL, NATS, SMTP and MailDev

@@ -162,15 +162,18 @@ func cmdDemo(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "demo: reading the MailDev inbox: %v\n", err)
 	}
 	if *keep {
+		example := "K100001"
+		_ = a.pool.QueryRow(ctx, `SELECT d.customer_id FROM decisions d JOIN messages m ON m.decision_id = d.id
+	JOIN dispatches x ON x.message_id = m.id WHERE x.status = 'sent' ORDER BY d.customer_id LIMIT 1`).Scan(&example)
 		fmt.Fprintf(out, `
 Dialogwerk demo is running — press Ctrl-C to stop.
   Emails (MailDev web inbox):        %s
   SMS & WhatsApp (Twilio stand-in):  %s/
   Webhook:   POST %s/v1/events   (source demo-billing, secret %s)
-  Read API:  curl -H 'Authorization: Bearer %s' %s/v1/customers/K100001/messages
-  Send more: DIALOGWERK_SEND_SECRET=%s go run ./cmd/dialogwerk events send --url %s FILE.json
-%s
-`, md.WebURL(), sim.URL(), base, secret, token, base, secret, base, sum)
+  Read API:  curl -H 'Authorization: Bearer %s' %s/v1/customers/%s/messages
+  Send more: DIALOGWERK_SEND_SECRET=%s ./bin/dialogwerk events send --url %s FILE.json
+
+`, md.WebURL(), sim.URL(), base, secret, token, base, example, secret, base)
 		<-ctx.Done()
 		// Report again: events sent in the meantime count too.
 		if s2, err := summarize(context.Background(), a); err == nil {
