@@ -171,7 +171,7 @@ Dialogwerk demo is running — press Ctrl-C to stop.
   SMS & WhatsApp (Twilio stand-in):  %s/
   Webhook:   POST %s/v1/events   (source demo-billing, secret %s)
   Read API:  curl -H 'Authorization: Bearer %s' %s/v1/customers/%s/messages
-  Send more: DIALOGWERK_SEND_SECRET=%s ./bin/dialogwerk events send --url %s FILE.json
+  Send more: DIALOGWERK_SEND_SECRET=%s ./bin/dialogwerk events send --url %s deploy/examples/events.json
 
 `, md.WebURL(), sim.URL(), base, secret, token, base, example, secret, base)
 		<-ctx.Done()

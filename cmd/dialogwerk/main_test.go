@@ -99,9 +99,17 @@ func TestServeWebhookToReadAPI(t *testing.T) {
 		t.Fatalf("wrong signature: %d", resp.StatusCode)
 	}
 
-	status, answer, err := postEvents(ctx, http.DefaultClient, base, []byte(secret), body)
-	if err != nil || status != http.StatusAccepted {
-		t.Fatalf("post: %d %s %v", status, answer, err)
+	// Sent the way an operator would: `dialogwerk events send`.
+	file := filepath.Join(t.TempDir(), "event.json")
+	if err := os.WriteFile(file, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(ctx, []string{"events", "send", "--url", base, "--secret", secret, file}, &out); err != nil {
+		t.Fatalf("events send: %v", err)
+	}
+	if !strings.Contains(out.String(), `202 {"accepted":1,"duplicates":0}`) {
+		t.Fatalf("events send printed %q", out.String())
 	}
 	// The engine decides and sends; the read API shows it.
 	var got struct {
@@ -297,5 +305,38 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("replay without token: %d", resp.StatusCode)
+	}
+}
+
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewURL(t) // already migrated from the template: migrate must be a no-op that succeeds
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"migrate", "--database-url", url, "--log-level", "error"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(out.String()) != "migrate: schema is up to date" {
+		t.Errorf("migrate printed %q", out.String())
+	}
+}
+
+func TestCampaignsValidate(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"campaigns", "validate"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"contract-ending-retention", "backpayment-preparation", "cancellation-enquiry-retention"} {
+		if !strings.Contains(out.String(), "ok  "+id) {
+			t.Errorf("validate output lacks %s:\n%s", id, out.String())
+		}
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("id: Bad Id\nversion: 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run(context.Background(), []string{"campaigns", "validate", dir}, &out)
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml") || !strings.Contains(err.Error(), "id:") {
+		t.Errorf("invalid campaign: err = %v", err)
 	}
 }

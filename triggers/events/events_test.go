@@ -3,6 +3,7 @@ package events_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -172,4 +173,26 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The example shipped for operators must stay valid.
+func TestDeployExampleIsValid(t *testing.T) {
+	t.Parallel()
+	body, err := os.ReadFile("../../deploy/examples/events.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, errs := events.ParseRequest(body)
+	if errs != nil {
+		t.Fatalf("deploy/examples/events.json: %v", errs[0])
+	}
+	types := map[string]bool{}
+	for _, ev := range evs {
+		types[ev.Type] = true
+	}
+	for _, typ := range []string{events.TypeContractEnding, events.TypeBackpaymentExpected, events.TypeCancellationEnquiry} {
+		if !types[typ] {
+			t.Errorf("example lacks %s", typ)
+		}
+	}
 }
